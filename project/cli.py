@@ -1,0 +1,84 @@
+"""The command line: Lightning's CLI with our default config, linked arguments and a run summary.
+
+``project fit`` trains and then tests the best checkpoint; ``validate``, ``test`` and ``predict``
+are Lightning's own. Every setting of the model, data module, trainer and callbacks is a flag or a
+YAML key (``project fit --print_config`` shows them all).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+from project.data import DataError, ImageDataModule
+from project.model import ImageClassifier
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+class ProjectCLI(LightningCLI):
+    def __init__(self, *args, **kwargs):
+        defaults = {"default_config_files": [str(DEFAULT_CONFIG)]} if DEFAULT_CONFIG.exists() else {}
+        kwargs.setdefault("parser_kwargs", {cmd: defaults for cmd in ("fit", "validate", "test", "predict")})
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        self._started = time.perf_counter()
+        super().__init__(ImageClassifier, ImageDataModule, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--test_after_fit", type=bool, default=True,
+                            help="after fit, test the best checkpoint and print the summary")
+        # The model learns the data's shape and classes; the user never repeats them.
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
+
+    def instantiate_classes(self) -> None:
+        # Constructors validate their settings; a bad value stops here, before any data is read
+        # or any log folder is made, with one line and argparse's exit code.
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    def after_fit(self) -> None:
+        if not self.config_init[self.subcommand].get("test_after_fit", True):
+            return
+        fit_metrics = dict(self.trainer.callback_metrics)
+        checkpoint = self.trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") or None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        if self.trainer.is_global_zero:
+            metrics = {**fit_metrics, **self.trainer.callback_metrics}
+            print(run_summary(self.trainer, metrics, best, time.perf_counter() - self._started), flush=True)
+
+
+def run_summary(trainer, metrics: dict, best_checkpoint: str | None, seconds: float) -> str:
+    def value(name: str) -> str:
+        return f"{float(metrics[name]):.4f}" if name in metrics else "n/a"
+
+    return "\n".join([
+        "", "Run summary", "-----------",
+        f"test accuracy       {value('test/acc')}",
+        f"test loss           {value('test/loss')}",
+        f"best val accuracy   {value('val/acc_best')}",
+        f"epochs run          {trainer.current_epoch}",
+        f"wall time           {seconds:.1f} s",
+        f"logs                {trainer.log_dir}",
+        f"best checkpoint     {best_checkpoint or 'none'}",
+    ])
+
+
+def main(args: list[str] | None = None) -> None:
+    try:
+        ProjectCLI(args=args)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""ImageClassifier: the LightningModule that trains a network from ``project.nn``.
+
+The network, optimizer and scheduler are injected as callables (jsonargparse's class_path /
+init_args), so ``--model.net=MLP``, ``--model.optimizer=SGD`` or ``--model.scheduler=OneCycleLR``
+switch them from the command line and the module still builds them for the data's shape.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torch.optim.lr_scheduler import CyclicLR, LinearLR, OneCycleLR, ReduceLROnPlateau
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from project.nn import ConvNet, Network
+
+NetCallable = Callable[[tuple[int, int, int], int], Network]
+
+# Schedulers whose period is counted in optimizer steps, not epochs.
+STEP_WISE_SCHEDULERS = (OneCycleLR, CyclicLR)
+
+
+def _default_optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=3e-3)
+
+
+class ImageClassifier(LightningModule):
+    """Cross-entropy classifier with per-stage accuracy and the train-minus-val accuracy gap."""
+
+    def __init__(
+        self,
+        net: Optional[NetCallable] = None,
+        num_classes: int = 10,
+        input_shape: tuple[int, int, int] = (1, 8, 8),
+        label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable = _default_optimizer,
+        scheduler: Optional[LRSchedulerCallable] = None,
+        warmup_steps: int = 0,
+        warmup_start_factor: float = 0.1,
+        channels_last: bool = False,
+        compile: bool = False,
+    ):
+        """
+        Args:
+            net: the network: ConvNet or MLP with their settings (input_shape and num_classes are
+                filled in from the data module); null means ConvNet with its defaults.
+            num_classes: number of classes, linked from the data module.
+            input_shape: (channels, height, width), linked from the data module.
+            label_smoothing: cross-entropy label smoothing in [0, 1) (Szegedy et al. 2016).
+            optimizer: any torch.optim optimizer: SGD (momentum, nesterov), Adagrad, RMSprop, Adam, AdamW ...
+            scheduler: any torch.optim.lr_scheduler class; OneCycleLR and CyclicLR step every batch,
+                the others every epoch, ReduceLROnPlateau watches val/loss.
+            warmup_steps: linear learning-rate warm-up over this many optimizer steps (0: none),
+                multiplied onto the scheduler's rate.
+            warmup_start_factor: the fraction of the learning rate the warm-up starts from, in (0, 1].
+            channels_last: use the channels-last memory format (faster convolutions on some hardware).
+            compile: compile the network with torch.compile.
+        """
+        super().__init__()
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"model.label_smoothing={label_smoothing} must be in [0, 1)")
+        if warmup_steps < 0:
+            raise ValueError(f"model.warmup_steps={warmup_steps} must be >= 0")
+        if not 0.0 < warmup_start_factor <= 1.0:
+            raise ValueError(f"model.warmup_start_factor={warmup_start_factor} must be in (0, 1]")
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = (net or ConvNet)(tuple(input_shape), num_classes)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.forward_net = torch.compile(self.net) if compile else self.net
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # travels in checkpoints, for resumed runs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.forward_net(x)
+
+    def _step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
+        accuracy.update(logits.detach(), y)
+        # Epoch-level means, reduced across devices once at epoch end: no sync per step.
+        self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=len(y), prog_bar=stage != "train")
+        self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "test")
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_acc)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_acc)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_acc)
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).softmax(dim=-1)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.val_acc_best.update(self.val_acc.compute())
+            self.log("val/acc_best", self.val_acc_best.compute())
+
+    def on_train_epoch_end(self) -> None:
+        # The overfitting signal: how much better the model does on what it trained on. Validation
+        # has already run at this point of the epoch, so both accuracies are this epoch's.
+        val_acc = self.trainer.callback_metrics.get("val/acc")
+        if val_acc is not None:
+            self.log("gap/acc", self.train_acc.compute() - val_acc.to(self.device))
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        schedulers = []
+        if self.scheduler_factory is not None:
+            scheduler = self._make_scheduler(optimizer)
+            config = {"scheduler": scheduler, "name": "lr",
+                      "interval": "step" if isinstance(scheduler, STEP_WISE_SCHEDULERS) else "epoch"}
+            if isinstance(scheduler, ReduceLROnPlateau):
+                config["monitor"] = "val/loss"
+            schedulers.append(config)
+        if self.hparams.warmup_steps:
+            if schedulers and schedulers[0]["interval"] == "step":
+                raise ValueError(
+                    f"model.warmup_steps={self.hparams.warmup_steps} cannot be combined with "
+                    f"{type(schedulers[0]['scheduler']).__name__}, which sets the rate itself every "
+                    "step and has its own warm-up (OneCycleLR: pct_start; CyclicLR: base_lr)")
+            warmup = LinearLR(optimizer, self.hparams.warmup_start_factor, 1.0, self.hparams.warmup_steps)
+            # Chained schedulers multiply: the warm-up scales whatever the main schedule sets.
+            schedulers.insert(0, {"scheduler": warmup, "interval": "step", "name": "lr"})
+        return [optimizer], schedulers
+
+    def _make_scheduler(self, optimizer):
+        try:
+            return self.scheduler_factory(optimizer)
+        except ValueError as err:
+            # OneCycleLR needs the run's length, which only the trainer knows.
+            if "total_steps" not in str(err):
+                raise
+            return self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))

@@ -1,0 +1,314 @@
+"""Building blocks: normalization, activation and initialization registries, and the two networks.
+
+Each technique is one string so a config line switches it; each registry is a dict, and adding a
+choice is one line in it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+
+def _choice(registry: dict, setting: str, name: str):
+    if name not in registry:
+        raise ValueError(f"{setting}={name!r} is not known; choose one of {sorted(registry)}")
+    return registry[name]
+
+
+# --- normalization -------------------------------------------------------------------------------
+
+
+def _batch(num_features: int, dim: int, groups: int) -> nn.Module:
+    return nn.BatchNorm2d(num_features) if dim == 2 else nn.BatchNorm1d(num_features)
+
+
+def _layer(num_features: int, dim: int, groups: int) -> nn.Module:
+    # One group over (C, H, W) is layer norm for feature maps (Ba et al. 2016): per-sample statistics.
+    return nn.GroupNorm(1, num_features) if dim == 2 else nn.LayerNorm(num_features)
+
+
+def _instance(num_features: int, dim: int, groups: int) -> nn.Module:
+    if dim == 1:
+        raise ValueError(
+            "norm='instance' normalizes each channel of one sample over its pixels, so it needs "
+            "feature maps; flat features (MLP, classifier head) have one value per channel: "
+            "use 'layer' or 'batch' there"
+        )
+    return nn.InstanceNorm2d(num_features, affine=True)
+
+
+def _group(num_features: int, dim: int, groups: int) -> nn.Module:
+    if groups < 1 or num_features % groups:
+        raise ValueError(
+            f"norm_groups={groups} must be a positive divisor of every normalized width "
+            f"(got a layer with {num_features} features)"
+        )
+    if dim == 1:
+        # Group norm on flat features: per-sample statistics over each group of features.
+        return _FlatGroupNorm(groups, num_features)
+    return nn.GroupNorm(groups, num_features)
+
+
+class _FlatGroupNorm(nn.GroupNorm):
+    """GroupNorm for (N, C) tensors: torch's accepts them but treats them as (N, C, 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.unsqueeze(-1)).squeeze(-1)
+
+
+def _none(num_features: int, dim: int, groups: int) -> nn.Module:
+    return nn.Identity()
+
+
+NORMS: dict[str, Callable[[int, int, int], nn.Module]] = {
+    "batch": _batch,
+    "layer": _layer,
+    "instance": _instance,
+    "group": _group,
+    "none": _none,
+}
+
+
+def make_norm(name: str, num_features: int, dim: int = 2, groups: int = 8) -> nn.Module:
+    """A normalization layer for feature maps (``dim=2``) or flat features (``dim=1``)."""
+    if dim not in (1, 2):
+        raise ValueError(f"dim={dim} is not supported; use 2 for feature maps or 1 for flat features")
+    return _choice(NORMS, "norm", name)(num_features, dim, groups)
+
+
+# --- activation ----------------------------------------------------------------------------------
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.01),
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "tanh": nn.Tanh,
+    "sigmoid": nn.Sigmoid,
+}
+
+# The gain name torch.nn.init.calculate_gain knows for each activation (Kaiming and Xavier use it).
+_GAIN_NAMES = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "relu", "gelu": "relu",
+               "silu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
+
+
+def make_activation(name: str) -> nn.Module:
+    return _choice(ACTIVATIONS, "activation", name)()
+
+
+# --- initialization ------------------------------------------------------------------------------
+
+
+def _kaiming_nonlinearity(activation: str) -> str:
+    # He et al. 2015 derive the gain for ReLU-like units; tanh/sigmoid get their own gains.
+    return "leaky_relu" if activation == "leaky_relu" else _GAIN_NAMES.get(activation, "relu")
+
+
+def _xavier(fill):
+    # Glorot & Bengio 2010: keeps activation and gradient variance equal through linear-ish units.
+    def init(w, activation="relu", gain=None, **kw):
+        fill(w, gain=nn.init.calculate_gain(_GAIN_NAMES[activation]) if gain is None else gain)
+    return init
+
+
+def _kaiming(fill):
+    # He et al. 2015: keeps activation variance constant through ReLU layers.
+    def init(w, activation="relu", a=0.01, **kw):
+        fill(w, a=a if activation == "leaky_relu" else 0, nonlinearity=_kaiming_nonlinearity(activation))
+    return init
+
+
+INITS: dict[str, Callable[..., None]] = {
+    "default": lambda w, **kw: None,  # keep torch's own layer initialization
+    "zeros": lambda w, **kw: nn.init.zeros_(w),
+    "constant": lambda w, value=0.01, **kw: nn.init.constant_(w, value),
+    "uniform": lambda w, low=-0.05, high=0.05, **kw: nn.init.uniform_(w, low, high),
+    "normal": lambda w, mean=0.0, std=0.01, **kw: nn.init.normal_(w, mean, std),
+    "xavier_uniform": _xavier(nn.init.xavier_uniform_),
+    "xavier_normal": _xavier(nn.init.xavier_normal_),
+    "kaiming_uniform": _kaiming(nn.init.kaiming_uniform_),
+    "kaiming_normal": _kaiming(nn.init.kaiming_normal_),
+    "orthogonal": lambda w, gain=None, **kw: nn.init.orthogonal_(w, gain=1.0 if gain is None else gain),
+}
+
+INIT_SETTINGS = {"value", "low", "high", "mean", "std", "a", "gain"}
+_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def init_weights(module: nn.Module, scheme: str = "kaiming_normal", *, activation: str = "relu",
+                 **kw) -> nn.Module:
+    """Initialize every conv and linear weight with ``scheme``; biases to 0, norm layers to (1, 0).
+
+    Keyword settings: ``value`` (constant), ``low``/``high`` (uniform), ``mean``/``std`` (normal),
+    ``a`` (the leaky_relu slope for Kaiming), ``gain`` (orthogonal, or to override Xavier's gain).
+    """
+    fill = _choice(INITS, "init", scheme)
+    unknown = set(kw) - INIT_SETTINGS
+    if unknown:
+        raise ValueError(f"init_kwargs has unknown keys {sorted(unknown)}; allowed: {sorted(INIT_SETTINGS)}")
+    if scheme == "default":
+        return module
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            fill(layer.weight, activation=activation, **kw)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+        elif isinstance(layer, _NORM_TYPES) and getattr(layer, "weight", None) is not None:
+            nn.init.ones_(layer.weight)
+            nn.init.zeros_(layer.bias)
+    return module
+
+
+# --- networks ------------------------------------------------------------------------------------
+
+
+def _check_common(widths: Sequence[int], setting: str, dropout: float, norm: str, activation: str,
+                  init: str) -> None:
+    if not widths or any(int(w) <= 0 for w in widths):
+        raise ValueError(f"{setting}={list(widths)} must be a non-empty list of positive integers")
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout={dropout} must be in [0, 1)")
+    _choice(NORMS, "norm", norm)
+    _choice(ACTIVATIONS, "activation", activation)
+    _choice(INITS, "init", init)
+
+
+def _check_input(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
+    if len(input_shape) != 3 or any(int(s) <= 0 for s in input_shape):
+        raise ValueError(f"input_shape={tuple(input_shape)} must be (channels, height, width)")
+    if num_classes < 2:
+        raise ValueError(f"num_classes={num_classes} must be at least 2")
+    return tuple(int(s) for s in input_shape)  # type: ignore[return-value]
+
+
+class Network(nn.Module):
+    """Base of the networks the model accepts: short names like ``--model.net=MLP`` resolve among
+    its subclasses, not among every ``nn.Module`` (torchvision has an ``MLP`` too)."""
+
+
+class ConvNet(Network):
+    """Conv blocks (conv -> norm -> activation [-> spatial dropout]) with 2x2 pooling, then a head.
+
+    Pooling happens after a block only while the feature map is at least 4 pixels wide, so the same
+    widths fit 8x8 digits, 28x28 MNIST and 32x32 CIFAR; global average pooling ends the trunk so
+    the head never needs the spatial size.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        widths: list[int] = [32, 64, 128],  # noqa: B006 - jsonargparse reads the default
+        hidden: int = 128,
+        norm: str = "batch",
+        norm_groups: int = 8,
+        activation: str = "relu",
+        dropout: float = 0.1,
+        conv_dropout: float = 0.0,
+        init: str = "kaiming_normal",
+        init_kwargs: dict[str, float] | None = None,
+    ):
+        """
+        Args:
+            input_shape: (channels, height, width), filled in from the data module.
+            num_classes: number of outputs, filled in from the data module.
+            widths: output channels of each conv block.
+            hidden: width of the classifier head's hidden layer (0 for a single linear layer).
+            norm: normalization after each conv and in the head: batch, layer, instance, group, none.
+            norm_groups: number of groups for norm=group (must divide every width).
+            activation: relu, leaky_relu, elu, gelu, silu, tanh or sigmoid.
+            dropout: dropout probability in the head, in [0, 1).
+            conv_dropout: spatial (channel) dropout after each conv block, in [0, 1).
+            init: weight initialization: default, zeros, constant, uniform, normal, xavier_uniform,
+                xavier_normal, kaiming_uniform, kaiming_normal, orthogonal.
+            init_kwargs: settings of the init scheme (value, low, high, mean, std, a, gain).
+        """
+        super().__init__()
+        channels, height, width = _check_input(input_shape, num_classes)
+        _check_common(widths, "widths", dropout, norm, activation, init)
+        if not 0.0 <= conv_dropout < 1.0:
+            raise ValueError(f"conv_dropout={conv_dropout} must be in [0, 1)")
+        if hidden < 0:
+            raise ValueError(f"hidden={hidden} must be >= 0 (0 means no hidden layer)")
+        blocks: list[nn.Module] = []
+        size = min(height, width)
+        for out in widths:
+            block = [nn.Conv2d(channels, out, 3, padding=1, bias=norm == "none"),
+                     make_norm(norm, out, 2, norm_groups), make_activation(activation)]
+            if conv_dropout:
+                block.append(nn.Dropout2d(conv_dropout))
+            if size >= 4:
+                block.append(nn.MaxPool2d(2))
+                size //= 2
+            blocks.append(nn.Sequential(*block))
+            channels = out
+        self.blocks = nn.ModuleList(blocks)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        if hidden:
+            # Instance norm needs feature maps; the head uses layer norm in its place.
+            head_norm = "layer" if norm == "instance" else norm
+            self.head = nn.Sequential(
+                nn.Linear(channels, hidden), make_norm(head_norm, hidden, 1, norm_groups),
+                make_activation(activation), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
+        else:
+            self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
+        init_weights(self, init, activation=activation, **(init_kwargs or {}))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.pool(x))
+
+
+class MLP(Network):
+    """Fully connected blocks (linear -> norm -> activation -> dropout) on flattened images."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        hidden: list[int] = [256, 128],  # noqa: B006 - jsonargparse reads the default
+        norm: str = "batch",
+        norm_groups: int = 4,
+        activation: str = "relu",
+        dropout: float = 0.1,
+        init: str = "kaiming_normal",
+        init_kwargs: dict[str, float] | None = None,
+    ):
+        """
+        Args:
+            input_shape: (channels, height, width), filled in from the data module.
+            num_classes: number of outputs, filled in from the data module.
+            hidden: width of each hidden layer, e.g. [100, 100, 100, 100].
+            norm: normalization after each hidden linear layer: batch, layer, group, none.
+            norm_groups: number of groups for norm=group (must divide every hidden width).
+            activation: relu, leaky_relu, elu, gelu, silu, tanh or sigmoid.
+            dropout: dropout probability after each hidden layer, in [0, 1).
+            init: weight initialization scheme (see ConvNet).
+            init_kwargs: settings of the init scheme (value, low, high, mean, std, a, gain).
+        """
+        super().__init__()
+        shape = _check_input(input_shape, num_classes)
+        _check_common(hidden, "hidden", dropout, norm, activation, init)
+        features = math.prod(shape)
+        blocks: list[nn.Module] = []
+        for out in hidden:
+            blocks.append(nn.Sequential(
+                nn.Linear(features, out, bias=norm == "none"), make_norm(norm, out, 1, norm_groups),
+                make_activation(activation), nn.Dropout(dropout)))
+            features = out
+        self.flatten = nn.Flatten()
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Linear(features, num_classes)
+        init_weights(self, init, activation=activation, **(init_kwargs or {}))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.flatten(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
