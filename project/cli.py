@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from project.data import DataError, ImageDataModule
 from project.model import ImageClassifier
@@ -20,8 +20,19 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
+class OneLineErrorParser(LightningArgumentParser):
+    """Reports a bad setting as one line (``error: ...``) without the page-long usage first."""
+
+    def print_usage(self, file=None) -> None:
+        pass
+
+    def error(self, message: str, ex: Exception | None = None):
+        super().error(" ".join(str(message).split()), ex)
+
+
 class ProjectCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
+        kwargs.setdefault("parser_class", OneLineErrorParser)
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)]} if DEFAULT_CONFIG.exists() else {}
         kwargs.setdefault("parser_kwargs", {cmd: defaults for cmd in ("fit", "validate", "test", "predict")})
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})

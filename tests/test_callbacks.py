@@ -1,0 +1,218 @@
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch import nn
+from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau, StepLR
+from torch.utils.data import DataLoader, TensorDataset
+
+from project.callbacks import NonFiniteLossError, NonFiniteLossGuard, WeightPenalty
+from project.data import ImageDataModule
+from project.model import ImageClassifier
+from project.nn import MLP
+
+torch.manual_seed(0)
+X, Y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+
+
+def loader(batch_size=8):
+    return DataLoader(TensorDataset(X, Y), batch_size=batch_size, shuffle=False)
+
+
+class Tiny(LightningModule):
+    """Two linear layers around a batch norm; records the gradients the optimizer is given."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+        self.grads = None
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return F.cross_entropy(self.net(x), y)
+
+    def on_before_optimizer_step(self, optimizer):
+        self.grads = {n: p.grad.detach().clone() for n, p in self.named_parameters()}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def plain_grads(model: Tiny, batches, autocast=False):
+    """Gradients of the mean loss over micro-batches, on an untouched copy of the model."""
+    twin = copy.deepcopy(model.net).train()
+    for x, y in batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = F.cross_entropy(twin(x), y) / len(batches)
+        loss.backward()
+    return {f"net.{n}": p.grad for n, p in twin.named_parameters()}
+
+
+WEIGHTS = {"net.0.weight", "net.2.weight"}
+
+
+@pytest.mark.parametrize("accumulate,precision,tol", [(1, "32-true", 1e-6), (2, "32-true", 1e-6),
+                                                      (1, "bf16-mixed", 2e-2)])
+def test_weight_penalty_gradient_equals_explicit_penalty(make_trainer, accumulate, precision, tol):
+    model = Tiny()
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    batches = [(X[:8], Y[:8]), (X[8:], Y[8:])][:accumulate]
+    expected = plain_grads(model, batches, autocast=precision == "bf16-mixed")
+    l1, l2 = 0.01, 0.05
+    trainer = make_trainer(max_steps=1, accumulate_grad_batches=accumulate, precision=precision,
+                           callbacks=[WeightPenalty(l1=l1, l2=l2)])
+    trainer.fit(model, loader())
+    for name, grad in model.grads.items():
+        want = expected[name]
+        if name in WEIGHTS:
+            w = initial[name]
+            want = want + l1 * torch.sign(w) + 2 * l2 * w
+        assert torch.allclose(grad, want, atol=tol, rtol=tol), name
+    hand = sum(l1 * initial[n].abs().sum() + l2 * initial[n].pow(2).sum() for n in WEIGHTS)
+    assert trainer.callback_metrics["train/penalty"].item() == pytest.approx(hand.item(), rel=1e-5)
+
+
+def test_weight_penalty_can_include_biases_and_norms(make_trainer):
+    model = Tiny()
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    expected = plain_grads(model, [(X[:8], Y[:8])])
+    make_trainer(max_steps=1, callbacks=[WeightPenalty(l2=0.1, include_bias_and_norm=True)]).fit(model, loader())
+    for name, grad in model.grads.items():
+        assert torch.allclose(grad, expected[name] + 0.2 * initial[name], atol=1e-6), name
+
+
+def test_zero_penalty_changes_nothing_and_logs_nothing(make_trainer):
+    model = Tiny()
+    expected = plain_grads(model, [(X[:8], Y[:8])])
+    trainer = make_trainer(max_steps=1, callbacks=[WeightPenalty()])
+    trainer.fit(model, loader())
+    assert all(torch.allclose(model.grads[n], expected[n], atol=1e-6) for n in expected)
+    assert "train/penalty" not in trainer.callback_metrics
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(l1=-0.1), r"WeightPenalty.l1=-0.1 must be a finite number >= 0"),
+    (dict(l2=float("nan")), r"WeightPenalty.l2=nan must be a finite number >= 0"),
+    (dict(l2=float("inf")), r"WeightPenalty.l2=inf must be"),
+])
+def test_weight_penalty_rejects_bad_coefficients(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        WeightPenalty(**kwargs)
+
+
+class ScriptedValLoss(Tiny):
+    def __init__(self, losses):
+        super().__init__()
+        self.losses, self.validations = losses, 0
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", self.losses[self.current_epoch])
+
+    def on_validation_epoch_end(self):
+        self.validations += 1
+
+
+def test_early_stopping_stops_at_the_expected_epoch(make_trainer):
+    # best at epoch 2; epochs 3 and 4 do not improve; patience 2 stops after epoch 4
+    model = ScriptedValLoss([5.0, 4.0, 3.0, 3.5, 3.2, 1.0, 0.5, 0.1])
+    trainer = make_trainer(max_epochs=8, num_sanity_val_steps=0,
+                           callbacks=[EarlyStopping(monitor="val/loss", patience=2)])
+    trainer.fit(model, loader(), loader())
+    assert model.validations == 5 and trainer.current_epoch == 5
+
+
+def test_default_config_has_early_stopping_and_checkpoints_on_val_loss():
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "default.yaml").read_text())
+    callbacks = {c["class_path"].rsplit(".", 1)[1]: c.get("init_args", {}) for c in config["trainer"]["callbacks"]}
+    assert callbacks["EarlyStopping"]["monitor"] == "val/loss"
+    assert callbacks["ModelCheckpoint"]["monitor"] == "val/loss" and callbacks["ModelCheckpoint"]["save_last"]
+    assert callbacks["LearningRateMonitor"]["logging_interval"] == "step"
+    assert {"WeightPenalty", "NonFiniteLossGuard"} <= set(callbacks)
+
+
+def run_schedule(make_trainer, scheduler, warmup_steps=0, epochs=3, batches=5):
+    lrs = []
+
+    class Record(ImageClassifier):
+        def on_train_batch_start(self, batch, batch_idx):
+            lrs.append(self.optimizers().param_groups[0]["lr"])
+
+    model = Record(net=lambda shape, classes: MLP(shape, classes, hidden=[16]),
+                   optimizer=lambda p: torch.optim.SGD(p, lr=0.1), scheduler=scheduler,
+                   warmup_steps=warmup_steps)
+    trainer = make_trainer(max_epochs=epochs, limit_train_batches=batches, limit_val_batches=1)
+    trainer.fit(model, ImageDataModule(batch_size=16, augment=[]))
+    return lrs, trainer
+
+
+def torch_schedule(make, per_batch: bool, epochs=3, batches=5):
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler, lrs = make(optimizer), []
+    for _ in range(epochs):
+        for _ in range(batches):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            if per_batch:
+                scheduler.step()
+        if not per_batch:
+            scheduler.step()
+    return lrs
+
+
+def test_epoch_scheduler_steps_per_epoch(make_trainer):
+    make = lambda o: StepLR(o, step_size=1, gamma=0.5)  # noqa: E731
+    lrs, _ = run_schedule(make_trainer, make)
+    assert lrs == pytest.approx(torch_schedule(make, per_batch=False))
+    assert lrs[:5] == [0.1] * 5 and lrs[5] == pytest.approx(0.05)
+
+
+def test_one_cycle_steps_per_batch_and_learns_its_length(make_trainer):
+    lrs, trainer = run_schedule(make_trainer, lambda o, **kw: OneCycleLR(o, max_lr=0.5, **kw))
+    expected = torch_schedule(lambda o: OneCycleLR(o, max_lr=0.5, total_steps=15), per_batch=True)
+    assert lrs == pytest.approx(expected)
+    assert trainer.lr_scheduler_configs[0].interval == "step"
+
+
+def test_warmup_multiplies_onto_an_epoch_schedule(make_trainer):
+    lrs, _ = run_schedule(make_trainer, lambda o: StepLR(o, step_size=1, gamma=0.5), warmup_steps=4)
+    hand = [0.1 * (0.1 + 0.9 * min(t, 4) / 4) * 0.5 ** (t // 5) for t in range(15)]
+    assert lrs == pytest.approx(hand)
+
+
+def test_plateau_watches_val_loss(make_trainer):
+    _, trainer = run_schedule(make_trainer, lambda o: ReduceLROnPlateau(o, patience=0), epochs=1)
+    config = trainer.lr_scheduler_configs[0]
+    assert config.monitor == "val/loss" and config.interval == "epoch"
+
+
+def test_warmup_refuses_schedules_that_set_the_rate_themselves(make_trainer):
+    with pytest.raises(ValueError, match="warmup_steps=3 cannot be combined with OneCycleLR.*pct_start"):
+        run_schedule(make_trainer, lambda o, **kw: OneCycleLR(o, max_lr=0.5, total_steps=100), warmup_steps=3)
+
+
+class NaNAt(Tiny):
+    def __init__(self, step):
+        super().__init__()
+        self.nan_step = step
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("nan") if self.global_step == self.nan_step else loss
+
+
+def test_non_finite_loss_stops_at_the_step_and_keeps_good_checkpoint(make_trainer, tmp_path):
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=2, save_top_k=-1)
+    trainer = make_trainer(max_epochs=10, enable_checkpointing=True, callbacks=[checkpoints, NonFiniteLossGuard()])
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 5 \(epoch 2\).*learning rate too high"
+                       r".*bad initialization.*last good checkpoint is .*last.ckpt"):
+        trainer.fit(NaNAt(5), loader())
+    assert trainer.global_step == 5
+    saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 4
+    assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())

@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from project.cli import ProjectCLI, main
+from project.model import ImageClassifier
+
+QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+
+def test_print_config_shows_every_part(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--print_config"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    for expected in ("class_path: project.nn.ConvNet", "class_path: torch.optim.Adam", "dataset: digits",
+                     "project.callbacks.WeightPenalty", "EarlyStopping", "TensorBoardLogger", "test_after_fit: true"):
+        assert expected in out
+
+
+def test_fit_tests_the_best_checkpoint_and_prints_a_summary(tmp_path, capsys):
+    cli = ProjectCLI(args=["fit", "--trainer.max_epochs=3", *QUICK])
+    out = capsys.readouterr().out
+    assert "Run summary" in out and "test accuracy" in out and "best checkpoint" in out
+    best = cli.trainer.checkpoint_callback.best_model_path
+    assert best and (tmp_path / "logs" / "default" / "version_0" / "checkpoints").is_dir()
+    # the reported test accuracy is the best checkpoint's, computed here by hand
+    model = ImageClassifier.load_from_checkpoint(best).eval()
+    dm = cli.datamodule
+    with torch.no_grad():
+        hand = (model(dm.prepare(dm.test_set.images)).argmax(-1) == dm.test_set.labels).float().mean().item()
+    assert cli.trainer.callback_metrics["test/acc"].item() == pytest.approx(hand, abs=1e-6)
+    assert f"{hand:.4f}" in out
+
+
+def test_mlp_and_optimizer_switch_from_flags(capsys):
+    cli = ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--model.net=MLP", "--model.net.hidden=[32,16]",
+                           "--model.optimizer=SGD", "--model.optimizer.lr=0.05", "--model.optimizer.momentum=0.9",
+                           "--model.scheduler=CosineAnnealingLR", "--model.scheduler.T_max=5",
+                           "--test_after_fit=false", *QUICK])
+    assert [m.out_features for m in cli.model.net.modules() if isinstance(m, torch.nn.Linear)] == [32, 16, 10]
+    optimizer = cli.trainer.optimizers[0]
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+
+
+BAD_INPUTS = [
+    (["--model.net.init_args.norm=weight"], "norm='weight' is not known; choose one of ['batch'"),
+    (["--model.net.init_args.dropout=1.5"], "dropout=1.5 must be in [0, 1)"),
+    (["--model.net.init_args.widths=[]"], "widths=[] must be a non-empty list"),
+    (["--model.net.init_args.init=he"], "init='he' is not known"),
+    (["--model.net.init_args.norm=group", "--model.net.init_args.norm_groups=5"], "norm_groups=5"),
+    (["--model.label_smoothing=2"], "model.label_smoothing=2.0 must be in [0, 1)"),
+    (["--data.dataset=imagenet"], "data.dataset"),
+    (["--data.val_fraction=0"], "data.val_fraction=0.0 must be in (0, 1)"),
+    (["--data.augment=[mixup]"], "augment name 'mixup' is not known"),
+    (["--data.batch_size=zero"], "data.batch_size"),
+    (["--trainer.max_epochs=ten"], "trainer.max_epochs"),
+    (["--model.nonsense=1"], "nonsense"),
+]
+
+
+@pytest.mark.parametrize("flags,message", BAD_INPUTS)
+def test_bad_input_stops_before_any_work(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as done:
+        main(["fit", *flags, *QUICK])
+    assert done.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
