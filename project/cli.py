@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from project.data import DataError, ImageDataModule
 from project.model import ImageClassifier
+from project.monitor import PlainProgressBar
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -54,6 +56,13 @@ class ProjectCLI(LightningCLI):
         except (ValueError, TypeError) as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        # Rich's live bar on a terminal; one plain line per epoch in CI logs and files.
+        has_bar = any(isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])])
+        if config.get("enable_progress_bar", True) is not False and not has_bar:
+            callbacks = [*callbacks, RichProgressBar() if sys.stdout.isatty() else PlainProgressBar()]
+        return super()._instantiate_trainer(config, callbacks)
 
     def after_fit(self) -> None:
         if not self.config_init[self.subcommand].get("test_after_fit", True):

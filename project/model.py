@@ -26,6 +26,11 @@ NetCallable = Callable[[tuple[int, int, int], int], Network]
 STEP_WISE_SCHEDULERS = (OneCycleLR, CyclicLR)
 
 
+def _callable_name(fn) -> str:
+    fn = getattr(fn, "func", fn)  # functools.partial
+    return getattr(fn, "__qualname__", None) or type(fn).__name__
+
+
 def _default_optimizer(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=3e-3)
 
@@ -69,11 +74,18 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"model.warmup_steps={warmup_steps} must be >= 0")
         if not 0.0 < warmup_start_factor <= 1.0:
             raise ValueError(f"model.warmup_start_factor={warmup_start_factor} must be in (0, 1]")
-        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.save_hyperparameters()
+        for key in ("net", "optimizer", "scheduler"):
+            # Through the CLI these are the class_path/init_args config (so the init scheme, the
+            # optimizer's lr ... are recorded and a checkpoint re-instantiates the same network);
+            # callables given from Python are recorded by name, as they cannot be stored safely.
+            if callable(self.hparams[key]):
+                self.hparams[key] = _callable_name(self.hparams[key])
         self.net = (net or ConvNet)(tuple(input_shape), num_classes)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.forward_net = torch.compile(self.net) if compile else self.net
+        # Kept out of the module tree so the state dict has each weight once.
+        object.__setattr__(self, "_compiled_net", torch.compile(self.net) if compile else None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -85,9 +97,9 @@ class ImageClassifier(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.forward_net(x)
+        return (self._compiled_net or self.net)(x)
 
-    def _step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> torch.Tensor:
+    def _step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing if stage == "train" else 0.0)
@@ -96,16 +108,17 @@ class ImageClassifier(LightningModule):
         self.log(f"{stage}/loss", loss.detach(), on_step=False, on_epoch=True, sync_dist=True,
                  batch_size=len(y), prog_bar=stage != "train")
         self.log(f"{stage}/acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "test")
-        return loss
+        return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_acc)
+        return self._step(batch, "train", self.train_acc)[0]
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "val", self.val_acc)
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        # The logits go to callbacks (confusion matrix, misclassified images) without a second pass.
+        return self._step(batch, "val", self.val_acc)[1].detach()
 
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, "test", self.test_acc)
+    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "test", self.test_acc)[1].detach()
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -126,9 +139,11 @@ class ImageClassifier(LightningModule):
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
         schedulers = []
+        # One tag for the optimizer's rate, as LearningRateMonitor names it without a scheduler.
+        name = f"lr-{type(optimizer).__name__}"
         if self.scheduler_factory is not None:
             scheduler = self._make_scheduler(optimizer)
-            config = {"scheduler": scheduler, "name": "lr",
+            config = {"scheduler": scheduler, "name": name,
                       "interval": "step" if isinstance(scheduler, STEP_WISE_SCHEDULERS) else "epoch"}
             if isinstance(scheduler, ReduceLROnPlateau):
                 config["monitor"] = "val/loss"
@@ -141,7 +156,7 @@ class ImageClassifier(LightningModule):
                     "step and has its own warm-up (OneCycleLR: pct_start; CyclicLR: base_lr)")
             warmup = LinearLR(optimizer, self.hparams.warmup_start_factor, 1.0, self.hparams.warmup_steps)
             # Chained schedulers multiply: the warm-up scales whatever the main schedule sets.
-            schedulers.insert(0, {"scheduler": warmup, "interval": "step", "name": "lr"})
+            schedulers.insert(0, {"scheduler": warmup, "interval": "step", "name": name})
         return [optimizer], schedulers
 
     def _make_scheduler(self, optimizer):

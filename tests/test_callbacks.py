@@ -132,7 +132,7 @@ def test_default_config_has_early_stopping_and_checkpoints_on_val_loss():
     callbacks = {c["class_path"].rsplit(".", 1)[1]: c.get("init_args", {}) for c in config["trainer"]["callbacks"]}
     assert callbacks["EarlyStopping"]["monitor"] == "val/loss"
     assert callbacks["ModelCheckpoint"]["monitor"] == "val/loss" and callbacks["ModelCheckpoint"]["save_last"]
-    assert callbacks["LearningRateMonitor"]["logging_interval"] == "step"
+    assert callbacks["StepLearningRate"]["logging_interval"] == "step"
     assert {"WeightPenalty", "NonFiniteLossGuard"} <= set(callbacks)
 
 

@@ -70,3 +70,22 @@ def test_bad_input_stops_before_any_work(tmp_path, capsys, flags, message):
     assert done.value.code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "logs").exists()
+
+
+def test_checkpoint_records_the_network_config_and_loads_it_back(tmp_path):
+    cli = ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--model.net=MLP", "--model.net.hidden=[24]",
+                           "--model.net.init=orthogonal", "--test_after_fit=false", *QUICK])
+    path = cli.trainer.checkpoint_callback.last_model_path
+    hparams = torch.load(path, weights_only=True)["hyper_parameters"]
+    assert hparams["net"]["class_path"] == "project.nn.MLP"
+    assert hparams["net"]["init_args"]["init"] == "orthogonal"
+    loaded = ImageClassifier.load_from_checkpoint(path)
+    assert type(loaded.net).__name__ == "MLP" and loaded.net.blocks[0][0].out_features == 24
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.allclose(loaded.eval()(x), cli.model.eval()(x))
+
+
+def test_not_a_terminal_gets_one_line_per_epoch(capsys):
+    ProjectCLI(args=["fit", "--trainer.max_epochs=2", "--trainer.enable_model_summary=false", "--test_after_fit=false"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"]

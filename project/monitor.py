@@ -1,0 +1,336 @@
+"""What TensorBoard shows beyond scalars: histograms, gradient norms, pictures and the hparams tab.
+
+Every callback here writes through the run's TensorBoardLogger and does nothing without one, on
+rank 0 only. Costly pictures are drawn every ``every_n_epochs`` epochs, never per step.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from project.augment import BatchAugment
+
+MONITORED_LAYERS = (nn.Conv2d, nn.Linear)
+# Declared in the hparams tab; TensorBoard fills in their latest logged values.
+HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "train/acc", "gap/acc", "test/acc", "test/loss")
+
+
+def _tensorboard(trainer: Trainer):
+    """The SummaryWriter of the run's TensorBoardLogger, or None (no logger, or not rank 0)."""
+    if not trainer.is_global_zero:
+        return None
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+def _layers(pl_module: LightningModule) -> dict[str, nn.Module]:
+    return {name.removeprefix("net."): m for name, m in pl_module.named_modules()
+            if isinstance(m, MONITORED_LAYERS)}
+
+
+def _on_interval(trainer: Trainer, every_n_epochs: int) -> bool:
+    return every_n_epochs > 0 and trainer.current_epoch % every_n_epochs == 0
+
+
+class Histograms(Callback):
+    """Weights and gradients of every conv/linear layer, and activations after every block.
+
+    The activations are those of a fixed batch, the first ``num_samples`` validation images, seen
+    in eval mode: the same images every epoch and every run with the same data settings, so the
+    pictures of different initializations compare (Glorot & Bengio 2010, fig. 6).
+    """
+
+    def __init__(self, every_n_epochs: int = 5, weights: bool = True, gradients: bool = True,
+                 activations: bool = True, num_samples: int = 256):
+        """
+        Args:
+            every_n_epochs: draw the histograms every this many epochs (0 turns them all off).
+            weights: histograms of each conv/linear weight, tagged weights/<layer>.
+            gradients: histograms of each conv/linear weight's gradient, tagged gradients/<layer>,
+                at the first optimizer step of the epoch.
+            activations: histograms of each block's output on the fixed batch, tagged activations/<block>.
+            num_samples: size of the fixed validation batch.
+        """
+        if every_n_epochs < 0 or num_samples < 1:
+            raise ValueError(f"Histograms.every_n_epochs={every_n_epochs} must be >= 0 and "
+                             f"Histograms.num_samples={num_samples} >= 1")
+        self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
+        self.weights, self.gradients, self.activations = weights, gradients, activations
+        self._grads_due = False
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._grads_due = self.gradients and _on_interval(trainer, self.every_n_epochs)
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        writer = _tensorboard(trainer)
+        if not self._grads_due or writer is None:
+            return
+        self._grads_due = False
+        for name, layer in _layers(pl_module).items():
+            if layer.weight.grad is not None:
+                writer.add_histogram(f"gradients/{name}", layer.weight.grad, trainer.global_step)
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        writer = _tensorboard(trainer)
+        if writer is None or trainer.sanity_checking or not _on_interval(trainer, self.every_n_epochs):
+            return
+        step = trainer.global_step
+        if self.weights:
+            for name, layer in _layers(pl_module).items():
+                writer.add_histogram(f"weights/{name}", layer.weight, step)
+        if self.activations and trainer.datamodule is not None:
+            for name, values in self.block_outputs(pl_module, trainer.datamodule).items():
+                writer.add_histogram(f"activations/{name}", values, step)
+
+    def block_outputs(self, pl_module: LightningModule, datamodule) -> dict[str, torch.Tensor]:
+        """Each block's output (and the logits) on the fixed validation batch."""
+        images = datamodule.val_set.images[: self.num_samples].to(pl_module.device)
+        net = pl_module.net
+        blocks = dict(getattr(net, "blocks", nn.ModuleList()).named_children())
+        outputs: dict[str, torch.Tensor] = {}
+        hooks = [block.register_forward_hook(
+            lambda module, args, out, key=f"block{name}": outputs.__setitem__(key, out.detach()))
+            for name, block in blocks.items()]
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            with torch.no_grad():
+                outputs["logits"] = pl_module(datamodule.prepare(images)).detach()
+        finally:
+            for hook in hooks:
+                hook.remove()
+            pl_module.train(was_training)
+        return outputs
+
+
+class GradientNorms(Callback):
+    """The L2 norm of each layer's weight gradient and of all gradients, every logging step.
+
+    Tagged grad_norm/<layer> and grad_norm/total: exploding or vanishing gradients show at a glance.
+    """
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
+        if trainer.global_step % trainer.log_every_n_steps:
+            return
+        norms = {f"grad_norm/{name}": layer.weight.grad.detach().norm()
+                 for name, layer in _layers(pl_module).items() if layer.weight.grad is not None}
+        grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
+        if grads:
+            norms["grad_norm/total"] = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
+        pl_module.log_dict(norms, on_step=True, on_epoch=False)
+
+
+class Pictures(Callback):
+    """Augmented training samples at fit start; a confusion matrix after validation (every
+    ``every_n_epochs``) and after test; the misclassified test images with their labels."""
+
+    def __init__(self, every_n_epochs: int = 10, max_misclassified: int = 32):
+        """
+        Args:
+            every_n_epochs: draw the validation confusion matrix every this many epochs (0: never;
+                the test one is always drawn).
+            max_misclassified: how many misclassified test images to show (0: none).
+        """
+        if every_n_epochs < 0 or max_misclassified < 0:
+            raise ValueError(f"Pictures.every_n_epochs={every_n_epochs} and Pictures.max_misclassified="
+                             f"{max_misclassified} must be >= 0")
+        self.every_n_epochs, self.max_misclassified = every_n_epochs, max_misclassified
+        self.confusion: MulticlassConfusionMatrix | None = None
+        self._wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        writer, dm = _tensorboard(trainer), trainer.datamodule
+        if writer is None or dm is None or not dm.augmentation:
+            return
+        from torchvision.utils import make_grid
+
+        # A separate generator: drawing this picture must not change the training run's draws.
+        augment = BatchAugment(dm.augmentation.specs)
+        augment.seed(0)
+        originals = dm.train_set.images[:16].float() / 255
+        grid = make_grid(torch.cat([originals, augment(originals.repeat(3, 1, 1, 1))]), nrow=16, pad_value=0.5)
+        zoom = max(1, 64 // originals.shape[-1])  # 8x8 digits are too small to see as they are
+        grid = torch.nn.functional.interpolate(grid[None], scale_factor=zoom, mode="nearest")[0]
+        writer.add_image("data/augmented (top row: originals)", grid, trainer.global_step)
+
+    def _due(self, trainer: Trainer, stage: str) -> bool:
+        return _tensorboard(trainer) is not None and (
+            stage == "test" or (not trainer.sanity_checking and _on_interval(trainer, self.every_n_epochs)))
+
+    def _start(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.confusion = None
+        self._wrong = []
+        if self._due(trainer, stage):
+            self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes).to(pl_module.device)
+
+    def _batch(self, outputs, batch, stage: str) -> None:
+        if self.confusion is None or not isinstance(outputs, torch.Tensor):
+            return
+        images, labels = batch
+        predictions = outputs.argmax(dim=-1)
+        self.confusion.update(predictions, labels)
+        have = sum(len(w[0]) for w in self._wrong)
+        if stage == "test" and have < self.max_misclassified:
+            wrong = predictions != labels
+            keep = slice(0, self.max_misclassified - have)
+            self._wrong.append((images[wrong][keep].cpu(), predictions[wrong][keep].cpu(), labels[wrong][keep].cpu()))
+
+    def _end(self, trainer: Trainer, stage: str) -> None:
+        if self.confusion is None:
+            return
+        writer, names = _tensorboard(trainer), trainer.datamodule.class_names
+        writer.add_figure(f"{stage}/confusion_matrix", confusion_figure(self.confusion.compute().cpu(), names),
+                          trainer.global_step)
+        if stage == "test" and self._wrong and sum(len(w[0]) for w in self._wrong):
+            images, predicted, true = (torch.cat(parts) for parts in zip(*self._wrong))
+            writer.add_figure("test/misclassified", misclassified_figure(images, predicted, true, names),
+                              trainer.global_step)
+        self.confusion, self._wrong = None, []
+
+    def on_validation_epoch_start(self, trainer, pl_module):
+        self._start(trainer, pl_module, "val")
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._batch(outputs, batch, "val")
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._end(trainer, "val")
+
+    def on_test_epoch_start(self, trainer, pl_module):
+        self._start(trainer, pl_module, "test")
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._batch(outputs, batch, "test")
+
+    def on_test_epoch_end(self, trainer, pl_module):
+        self._end(trainer, "test")
+
+
+def confusion_figure(matrix: torch.Tensor, names: list[str]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(1 + 0.5 * n, 1 + 0.5 * n), dpi=80)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true")
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_yticklabels(names, fontsize=7)
+    threshold = matrix.max().item() / 2
+    for i in range(n):
+        for j in range(n):
+            value = int(matrix[i, j])
+            if value:
+                ax.text(j, i, value, ha="center", va="center", fontsize=6,
+                        color="white" if value > threshold else "black")
+    fig.tight_layout()
+    return fig
+
+
+def misclassified_figure(images: torch.Tensor, predicted: torch.Tensor, true: torch.Tensor, names: list[str]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = 8
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), dpi=80, squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, p, t in zip(axes.flat, images.float(), predicted, true):
+        low, high = image.amin(), image.amax()
+        image = ((image - low) / (high - low + 1e-8)).permute(1, 2, 0)
+        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
+        ax.set_title(f"pred {names[p]}\ntrue {names[t]}", fontsize=6, color="red")
+    fig.tight_layout()
+    return fig
+
+
+class HParams(Callback):
+    """Fills TensorBoard's hparams tab with the run's configuration and its final metrics.
+
+    The session is written once, at fit start, declaring the metric tags; TensorBoard then shows
+    each tag's latest value, so the table fills in as the run goes (test/acc after the test).
+    Set ``trainer.enable_autolog_hparams: false`` so Lightning does not write a second session.
+    """
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        writer = _tensorboard(trainer)
+        if writer is None:
+            return
+        from torch.utils.tensorboard.summary import hparams
+
+        params = run_configuration(trainer, pl_module)
+        for summary in hparams(params, {tag: 0.0 for tag in HPARAM_METRICS}):
+            writer.file_writer.add_summary(summary)
+
+
+def run_configuration(trainer: Trainer, pl_module: LightningModule) -> dict[str, object]:
+    """The settings that tell runs apart, flattened to scalar values for the hparams tab."""
+    config: dict[str, object] = {"model": dict(pl_module.hparams)}
+    if trainer.datamodule is not None:
+        config["data"] = dict(trainer.datamodule.hparams)
+    for callback in trainer.callbacks:
+        if hasattr(callback, "l1") and hasattr(callback, "l2"):
+            config["penalty"] = {"l1": callback.l1, "l2": callback.l2}
+    config["trainer"] = {"precision": str(trainer.precision), "max_epochs": trainer.max_epochs,
+                         "accumulate_grad_batches": trainer.accumulate_grad_batches}
+    flat: dict[str, object] = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                if not str(key).startswith("_"):
+                    walk(f"{prefix}/{key}" if prefix else str(key), inner)
+        elif isinstance(value, (bool, int, float, str)):
+            flat[prefix] = value
+        else:
+            flat[prefix] = str(value)
+
+    walk("", config)
+    return {key.replace("/init_args/", "/"): value for key, value in flat.items()}
+
+
+class PlainProgressBar(ProgressBar):
+    """One line per epoch, for logs that are not a terminal (CI, files, SLURM output)."""
+
+    def __init__(self):
+        super().__init__()
+        self._enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self._enabled or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        shown = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in
+                          ("train/loss", "train/acc", "val/loss", "val/acc", "gap/acc") if k in metrics)
+        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=sys.stdout, flush=True)
+
+
+class StepLearningRate(LearningRateMonitor):
+    """Lightning's LearningRateMonitor, logging at every optimizer step rather than every
+    ``log_every_n_steps``: warm-up and one-cycle shapes are short, and a learning rate is a Python
+    float, so logging it costs no device sync."""
+
+    def on_train_batch_start(self, trainer: Trainer, *args, **kwargs) -> None:
+        stats = self._extract_stats(trainer, "step" if self.logging_interval is None else "any")
+        for logger in trainer.loggers:
+            logger.log_metrics(stats, step=trainer.fit_loop.epoch_loop._batches_that_stepped)
