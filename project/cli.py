@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from project.callbacks import WeightPenalty
 from project.data import DataError, ImageDataModule
 from project.model import ImageClassifier
 from project.monitor import PlainProgressBar
@@ -44,6 +45,10 @@ class ProjectCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after fit, test the best checkpoint and print the summary")
+        # The two callbacks experiments change most get their own keys: --penalty.l2=1e-3,
+        # --early_stopping.patience=3, or early_stopping: null to train for all max_epochs.
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)
+        parser.add_lightning_class_args(WeightPenalty, "penalty")
         # The model learns the data's shape and classes; the user never repeats them.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
@@ -58,6 +63,7 @@ class ProjectCLI(LightningCLI):
             sys.exit(2)
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
+        callbacks = [c for c in callbacks if c is not None]  # early_stopping: null
         # Rich's live bar on a terminal; one plain line per epoch in CI logs and files.
         has_bar = any(isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])])
         if config.get("enable_progress_bar", True) is not False and not has_bar:

@@ -316,13 +316,22 @@ class PlainProgressBar(ProgressBar):
     def enable(self) -> None:
         self._enabled = True
 
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    # Lightning computes the epoch's train metrics and the module's gap/acc after the callbacks'
+    # on_train_epoch_end, so epoch k's line is printed when epoch k + 1 starts, or training ends.
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.current_epoch > 0:
+            self._print(trainer, trainer.current_epoch)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._print(trainer, trainer.current_epoch)
+
+    def _print(self, trainer: Trainer, epochs_done: int) -> None:
         if not self._enabled or not trainer.is_global_zero:
             return
         metrics = trainer.callback_metrics
         shown = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in
                           ("train/loss", "train/acc", "val/loss", "val/acc", "gap/acc") if k in metrics)
-        print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=sys.stdout, flush=True)
+        print(f"epoch {epochs_done}/{trainer.max_epochs}  {shown}", file=sys.stdout, flush=True)
 
 
 class StepLearningRate(LearningRateMonitor):

@@ -18,7 +18,7 @@ def test_print_config_shows_every_part(capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     for expected in ("class_path: project.nn.ConvNet", "class_path: torch.optim.Adam", "dataset: digits",
-                     "project.callbacks.WeightPenalty", "EarlyStopping", "TensorBoardLogger", "test_after_fit: true"):
+                     "penalty:", "EarlyStopping", "TensorBoardLogger", "test_after_fit: true"):
         assert expected in out
 
 
@@ -89,3 +89,14 @@ def test_not_a_terminal_gets_one_line_per_epoch(capsys):
     ProjectCLI(args=["fit", "--trainer.max_epochs=2", "--trainer.enable_model_summary=false", "--test_after_fit=false"])
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in lines] == ["1/2", "2/2"]
+
+
+def test_early_stopping_and_penalty_have_their_own_keys():
+    cli = ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--penalty.l2=0.01", "--early_stopping.patience=2",
+                           "--test_after_fit=false", *QUICK])
+    penalty = [c for c in cli.trainer.callbacks if type(c).__name__ == "WeightPenalty"]
+    stopping = [c for c in cli.trainer.callbacks if type(c).__name__ == "EarlyStopping"]
+    assert len(penalty) == 1 and penalty[0].l2 == 0.01
+    assert len(stopping) == 1 and stopping[0].patience == 2 and stopping[0].monitor == "val/loss"
+    cli = ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--early_stopping=null", "--test_after_fit=false", *QUICK])
+    assert not [c for c in cli.trainer.callbacks if type(c).__name__ == "EarlyStopping"]
