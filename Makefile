@@ -5,14 +5,22 @@ BIN := $(VENV)/bin
 CONFIG ?= configs/default.yaml
 EXPERIMENT ?=
 ARGS ?=
-CONFIGS := --config $(CONFIG) $(if $(EXPERIMENT),--config configs/experiment/$(EXPERIMENT).yaml)
+# An experiment is applied on top of configs/experiment/baseline.yaml.
+CONFIGS := --config $(CONFIG) $(if $(EXPERIMENT),--config configs/experiment/baseline.yaml \
+	$(if $(filter-out baseline,$(EXPERIMENT)),--config configs/experiment/$(EXPERIMENT).yaml))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-all tensorboard clean
+EXPERIMENTS ?=
+SEEDS ?= 0,1
+DATASET ?=
+NAME ?= default
+
+.PHONY: help install train test test-all tensorboard compare clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: CONFIG=path.yaml EXPERIMENT=name ARGS='--trainer.max_epochs=5 ...'"
+	@echo "             EXPERIMENTS=baseline,dropout SEEDS=0,1,2 DATASET=mnist NAME=study (make compare)"
 
 install: $(VENV)/.installed ## make .venv and install the project with its dev tools (idempotent)
 
@@ -30,6 +38,10 @@ test: install ## run the test suite (slow tests excluded)
 
 test-all: install ## run every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''
+
+compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1 DATASET= NAME=)
+	$(BIN)/python -m project.compare --seeds $(SEEDS) --name $(NAME) \
+		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) $(if $(ARGS),-- $(ARGS))
 
 tensorboard: install ## serve logs/ on http://localhost:6006
 	$(BIN)/tensorboard --logdir logs --port 6006

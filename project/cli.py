@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 from lightning.pytorch.callbacks import EarlyStopping, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -37,14 +38,17 @@ class ProjectCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("parser_class", OneLineErrorParser)
         defaults = {"default_config_files": [str(DEFAULT_CONFIG)]} if DEFAULT_CONFIG.exists() else {}
-        kwargs.setdefault("parser_kwargs", {cmd: defaults for cmd in ("fit", "validate", "test", "predict")})
+        kwargs.setdefault("parser_kwargs", {cmd: defaults for cmd in ("fit", "validate", "test", "predict")}
+                          if kwargs.get("run", True) else defaults)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         self._started = time.perf_counter()
         super().__init__(ImageClassifier, ImageDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
-                            help="after fit, test the best checkpoint and print the summary")
+                            help="after fit, test and print the run summary")
+        parser.add_argument("--test_ckpt", type=Literal["best", "last"], default="best",
+                            help="test the best checkpoint (by val/loss) or the weights training ended with")
         # The two callbacks experiments change most get their own keys: --penalty.l2=1e-3,
         # --early_stopping.patience=3, or early_stopping: null to train for all max_epochs.
         parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)
@@ -71,24 +75,26 @@ class ProjectCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
     def after_fit(self) -> None:
-        if not self.config_init[self.subcommand].get("test_after_fit", True):
+        config = self.config_init[self.subcommand]
+        if not config.get("test_after_fit", True):
             return
         fit_metrics = dict(self.trainer.callback_metrics)
-        checkpoint = self.trainer.checkpoint_callback
-        best = getattr(checkpoint, "best_model_path", "") or None
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
+        best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
+        tested = best if config.get("test_ckpt", "best") == "best" else None
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested, verbose=False)
+        self.fit_metrics = {k: float(v) for k, v in {**fit_metrics, **self.trainer.callback_metrics}.items()}
         if self.trainer.is_global_zero:
-            metrics = {**fit_metrics, **self.trainer.callback_metrics}
-            print(run_summary(self.trainer, metrics, best, time.perf_counter() - self._started), flush=True)
+            print(run_summary(self.trainer, self.fit_metrics, best, tested,
+                              time.perf_counter() - self._started), flush=True)
 
 
-def run_summary(trainer, metrics: dict, best_checkpoint: str | None, seconds: float) -> str:
+def run_summary(trainer, metrics: dict, best_checkpoint: str | None, tested: str | None, seconds: float) -> str:
     def value(name: str) -> str:
         return f"{float(metrics[name]):.4f}" if name in metrics else "n/a"
 
     return "\n".join([
         "", "Run summary", "-----------",
-        f"test accuracy       {value('test/acc')}",
+        f"test accuracy       {value('test/acc')}   ({'best checkpoint' if tested else 'last weights'})",
         f"test loss           {value('test/loss')}",
         f"best val accuracy   {value('val/acc_best')}",
         f"epochs run          {trainer.current_epoch}",

@@ -234,9 +234,12 @@ class ImageDataModule(LightningDataModule):
         if tuple(images.shape[1:]) != self.input_shape:
             raise DataError(f"data set {hp.dataset} has images of shape {tuple(images.shape[1:])}, "
                             f"expected {self.input_shape}")
-        train_idx, val_idx, test_idx = split_indices(labels.numpy(), hp.val_fraction,
-                                                     hp.test_fraction if test_images is None else 0.0,
-                                                     hp.train_size, hp.seed)
+        try:
+            train_idx, val_idx, test_idx = split_indices(labels.numpy(), hp.val_fraction,
+                                                         hp.test_fraction if test_images is None else 0.0,
+                                                         hp.train_size, hp.seed)
+        except ValueError as err:  # a setting that does not fit this data set's size
+            raise DataError(f"{err} (data set {hp.dataset}, {len(labels)} samples)") from err
         if test_images is None:
             test_images, test_labels = images[test_idx], labels[test_idx]
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
