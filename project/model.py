@@ -48,7 +48,7 @@ class ImageClassifier(LightningModule):
         scheduler: Optional[LRSchedulerCallable] = None,
         warmup_steps: int = 0,
         warmup_start_factor: float = 0.1,
-        channels_last: bool = False,
+        channels_last: bool = True,
         compile: bool = False,
     ):
         """
@@ -64,7 +64,8 @@ class ImageClassifier(LightningModule):
             warmup_steps: linear learning-rate warm-up over this many optimizer steps (0: none),
                 multiplied onto the scheduler's rate.
             warmup_start_factor: the fraction of the learning rate the warm-up starts from, in (0, 1].
-            channels_last: use the channels-last memory format (faster convolutions on some hardware).
+            channels_last: use the channels-last memory format (convolutions measured faster on CPU
+                and on GPUs with mixed precision; see make bench).
             compile: compile the network with torch.compile.
         """
         super().__init__()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
@@ -39,6 +40,20 @@ def _layers(pl_module: LightningModule) -> dict[str, nn.Module]:
 
 def _on_interval(trainer: Trainer, every_n_epochs: int) -> bool:
     return every_n_epochs > 0 and trainer.current_epoch % every_n_epochs == 0
+
+
+def add_histogram(writer, tag: str, values: torch.Tensor, step: int, bins: int = 64) -> None:
+    """A histogram computed by torch (``torch.histc``) and written raw: tensorboard's own
+    ``add_histogram`` goes through float64 numpy copies, which cost more than the epoch on small nets."""
+    values = values.detach().flatten().float()
+    low, high = values.min(), values.max()
+    if high <= low:
+        high = low + 1e-6
+    counts = torch.histc(values, bins=bins, min=float(low), max=float(high))
+    limits = torch.linspace(float(low), float(high), bins + 1)[1:]
+    writer.add_histogram_raw(tag, min=float(low), max=float(high), num=values.numel(), sum=float(values.sum()),
+                             sum_squares=float(values.pow(2).sum()), bucket_limits=limits.tolist(),
+                             bucket_counts=counts.cpu().tolist(), global_step=step)
 
 
 class Histograms(Callback):
@@ -77,7 +92,7 @@ class Histograms(Callback):
         self._grads_due = False
         for name, layer in _layers(pl_module).items():
             if layer.weight.grad is not None:
-                writer.add_histogram(f"gradients/{name}", layer.weight.grad, trainer.global_step)
+                add_histogram(writer, f"gradients/{name}", layer.weight.grad, trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         writer = _tensorboard(trainer)
@@ -86,10 +101,10 @@ class Histograms(Callback):
         step = trainer.global_step
         if self.weights:
             for name, layer in _layers(pl_module).items():
-                writer.add_histogram(f"weights/{name}", layer.weight, step)
+                add_histogram(writer, f"weights/{name}", layer.weight, step)
         if self.activations and trainer.datamodule is not None:
             for name, values in self.block_outputs(pl_module, trainer.datamodule).items():
-                writer.add_histogram(f"activations/{name}", values, step)
+                add_histogram(writer, f"activations/{name}", values, step)
 
     def block_outputs(self, pl_module: LightningModule, datamodule) -> dict[str, torch.Tensor]:
         """Each block's output (and the logits) on the fixed validation batch."""
@@ -116,17 +131,24 @@ class GradientNorms(Callback):
     """The L2 norm of each layer's weight gradient and of all gradients, every logging step.
 
     Tagged grad_norm/<layer> and grad_norm/total: exploding or vanishing gradients show at a glance.
+    Written straight to the loggers with one device sync per logging step, not through
+    ``self.log``, whose bookkeeping costs more than the norms on a small net.
     """
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
-        if trainer.global_step % trainer.log_every_n_steps:
+        if trainer.global_step % trainer.log_every_n_steps or not trainer.loggers:
             return
-        norms = {f"grad_norm/{name}": layer.weight.grad.detach().norm()
-                 for name, layer in _layers(pl_module).items() if layer.weight.grad is not None}
-        grads = [p.grad.detach() for p in pl_module.parameters() if p.grad is not None]
-        if grads:
-            norms["grad_norm/total"] = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))
-        pl_module.log_dict(norms, on_step=True, on_epoch=False)
+        layers = {name: layer.weight.grad for name, layer in _layers(pl_module).items()
+                  if layer.weight.grad is not None}
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        norms = torch.stack([torch.linalg.vector_norm(g.detach()) for g in [*layers.values(), *grads]])
+        values = norms.tolist()
+        metrics = {f"grad_norm/{name}": v for name, v in zip(layers, values)}
+        metrics["grad_norm/total"] = float(torch.tensor(values[len(layers):]).norm())
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
 
 
 class Pictures(Callback):
@@ -188,12 +210,12 @@ class Pictures(Callback):
         if self.confusion is None:
             return
         writer, names = _tensorboard(trainer), trainer.datamodule.class_names
-        writer.add_figure(f"{stage}/confusion_matrix", confusion_figure(self.confusion.compute().cpu(), names),
-                          trainer.global_step)
+        writer.add_image(f"{stage}/confusion_matrix", confusion_image(self.confusion.compute().cpu(), names),
+                         trainer.global_step)
         if stage == "test" and self._wrong and sum(len(w[0]) for w in self._wrong):
             images, predicted, true = (torch.cat(parts) for parts in zip(*self._wrong))
-            writer.add_figure("test/misclassified", misclassified_figure(images, predicted, true, names),
-                              trainer.global_step)
+            writer.add_image("test/misclassified", misclassified_image(images, predicted, true, names),
+                             trainer.global_step)
         self.confusion, self._wrong = None, []
 
     def on_validation_epoch_start(self, trainer, pl_module):
@@ -215,47 +237,63 @@ class Pictures(Callback):
         self._end(trainer, "test")
 
 
-def confusion_figure(matrix: torch.Tensor, names: list[str]):
-    import matplotlib
+def _font(size: int):
+    from PIL import ImageFont
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        return ImageFont.load_default()
+
+
+def confusion_image(matrix: torch.Tensor, names: list[str], cell: int = 30) -> torch.Tensor:
+    """The confusion matrix (rows: true class, columns: predicted) as a CHW uint8 image.
+
+    Drawn with PIL, not matplotlib: a figure costs more than a whole epoch on the digits.
+    """
+    from PIL import Image, ImageDraw
 
     n = len(names)
-    fig, ax = plt.subplots(figsize=(1 + 0.5 * n, 1 + 0.5 * n), dpi=80)
-    ax.imshow(matrix, cmap="Blues")
-    ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true")
-    ax.set_xticklabels(names, rotation=90, fontsize=7)
-    ax.set_yticklabels(names, fontsize=7)
-    threshold = matrix.max().item() / 2
+    font = _font(11)
+    label_width = 8 + 7 * max(len(name) for name in names)
+    size = label_width + n * cell + 4
+    image = Image.new("RGB", (size, size + 16), "white")
+    draw = ImageDraw.Draw(image)
+    share = matrix.float() / matrix.sum(dim=1, keepdim=True).clamp_min(1)  # per true class
     for i in range(n):
+        draw.text((4, label_width + i * cell + cell // 3), names[i][:12], fill="black", font=font)
+        draw.text((label_width + i * cell + 3, label_width - 14), names[i][:4], fill="black", font=font)
         for j in range(n):
-            value = int(matrix[i, j])
-            if value:
-                ax.text(j, i, value, ha="center", va="center", fontsize=6,
-                        color="white" if value > threshold else "black")
-    fig.tight_layout()
-    return fig
+            shade = int(255 * (1 - 0.85 * float(share[i, j])))
+            x, y = label_width + j * cell, label_width + i * cell
+            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=(shade, shade, 255), outline=(220, 220, 220))
+            if matrix[i, j]:
+                draw.text((x + 4, y + cell // 3), str(int(matrix[i, j])),
+                          fill="white" if shade < 128 else "black", font=font)
+    draw.text((label_width, size), "columns: predicted, rows: true", fill="gray", font=font)
+    return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
 
 
-def misclassified_figure(images: torch.Tensor, predicted: torch.Tensor, true: torch.Tensor, names: list[str]):
-    import matplotlib
+def misclassified_image(images: torch.Tensor, predicted: torch.Tensor, true: torch.Tensor, names: list[str],
+                        columns: int = 8) -> torch.Tensor:
+    """A grid of images, each captioned with its predicted and true class, as a CHW uint8 image."""
+    from PIL import Image, ImageDraw
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = 8
-    rows = (len(images) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.4), dpi=80, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, p, t in zip(axes.flat, images.float(), predicted, true):
+    tile = 64
+    font = _font(10)
+    rows = (len(images) + columns - 1) // columns
+    canvas = Image.new("RGB", (columns * (tile + 6), rows * (tile + 30)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for k, (image, p, t) in enumerate(zip(images.float(), predicted, true)):
         low, high = image.amin(), image.amax()
-        image = ((image - low) / (high - low + 1e-8)).permute(1, 2, 0)
-        ax.imshow(image.squeeze(-1) if image.shape[-1] == 1 else image, cmap="gray")
-        ax.set_title(f"pred {names[p]}\ntrue {names[t]}", fontsize=6, color="red")
-    fig.tight_layout()
-    return fig
+        pixels = ((image - low) / (high - low + 1e-8) * 255).to(torch.uint8)
+        pixels = pixels.expand(3, -1, -1) if pixels.shape[0] == 1 else pixels[:3]
+        tile_image = Image.fromarray(pixels.permute(1, 2, 0).numpy()).resize((tile, tile), Image.NEAREST)
+        x, y = (k % columns) * (tile + 6), (k // columns) * (tile + 30)
+        canvas.paste(tile_image, (x, y))
+        draw.text((x, y + tile + 2), f"pred {names[p]}"[:12], fill="red", font=font)
+        draw.text((x, y + tile + 14), f"true {names[t]}"[:12], fill="black", font=font)
+    return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
 
 
 class HParams(Callback):

@@ -1,0 +1,282 @@
+"""The benchmark: our training loop against the references a user would otherwise write.
+
+    python -m project.bench            # the full benchmark (several minutes on 2 cores)
+    python -m project.bench --quick    # smaller sizes, under 2 minutes
+
+Every figure is a ratio of two measurements taken one after the other in this process, so a
+shared, noisy machine moves both alike. Throughput is measured after warm-up steps, so one-time
+costs (Trainer set-up, torch.compile) are reported apart, not mixed into images/second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from project.callbacks import NonFiniteLossGuard, WeightPenalty
+from project.data import ImageDataModule
+from project.model import ImageClassifier
+from project.monitor import GradientNorms, Histograms, HParams, Pictures, StepLearningRate
+from project.nn import ConvNet
+
+
+@dataclass
+class Sizes:
+    batch: int = 64
+    warmup: int = 10
+    steps: int = 150          # timed steps for throughput comparisons
+    pipeline_images: int = 20_000
+    epoch_images: int = 60_000
+    digits_epochs: int = 30
+    compile: bool = True
+
+
+FULL = Sizes()
+QUICK = Sizes(steps=60, pipeline_images=8_000, epoch_images=8_000, digits_epochs=30, compile=False)
+TINY = Sizes(batch=16, warmup=2, steps=4, pipeline_images=256, epoch_images=512, digits_epochs=1, compile=False)
+
+SHAPE = (1, 28, 28)
+
+
+def fake_data(train_images: int, batch: int, augment: list | None = None) -> ImageDataModule:
+    """MNIST-shaped random images whose training split holds ``train_images`` samples."""
+    val, test = 0.05, 0.01
+    dm = ImageDataModule(dataset="fake", fake_size=int(train_images / (1 - val - test)) + 2, fake_shape=SHAPE,
+                         val_fraction=val, test_fraction=test, batch_size=batch, augment=augment)
+    dm.setup("fit")
+    return dm
+
+
+class _Clock(Callback):
+    """Times the training steps after the warm-up ones."""
+
+    def __init__(self, warmup: int):
+        self.warmup, self.started, self.images, self.seconds = warmup, None, 0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.warmup and self.started is None:
+            self.started = time.perf_counter()
+        if self.started is not None:
+            self.images += len(batch[1])
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds = time.perf_counter() - self.started if self.started else float("nan")
+
+    @property
+    def rate(self) -> float:
+        return self.images / self.seconds
+
+
+def hand_loop(dm: ImageDataModule, sizes: Sizes) -> float:
+    """Images/second of the loop a user would write: same net, optimizer and batches, data in memory."""
+    torch.manual_seed(0)
+    net = ConvNet(SHAPE, 10)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    images = (dm.train_set.images.float() / 255 - dm.mean) / dm.std
+    labels = dm.train_set.labels
+    order = torch.randperm(len(labels))
+    net.train()
+    started = 0.0
+    for step in range(sizes.warmup + sizes.steps):
+        if step == sizes.warmup:
+            started = time.perf_counter()
+        index = order[(step * sizes.batch) % (len(labels) - sizes.batch):][: sizes.batch]
+        loss = F.cross_entropy(net(images[index]), labels[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return sizes.steps * sizes.batch / (time.perf_counter() - started)
+
+
+def trainer_rate(dm: ImageDataModule, sizes: Sizes, workdir: Path, callbacks=(), precision="32-true",
+                 **model_kwargs) -> float:
+    """Images/second of ImageClassifier through a real Trainer (logging on, progress bar off)."""
+    torch.manual_seed(0)
+    clock = _Clock(sizes.warmup)
+    trainer = Trainer(accelerator="auto", devices=1, max_steps=sizes.warmup + sizes.steps, limit_val_batches=0,
+                      num_sanity_val_steps=0, precision=precision, logger=TensorBoardLogger(workdir, name="bench"),
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      log_every_n_steps=10, callbacks=[clock, *callbacks])
+    trainer.fit(ImageClassifier(input_shape=SHAPE, **model_kwargs), dm)
+    return clock.rate
+
+
+def monitoring_callbacks() -> list[Callback]:
+    """The callbacks of configs/default.yaml that draw pictures and write TensorBoard data."""
+    return [StepLearningRate(logging_interval="step"), WeightPenalty(), NonFiniteLossGuard(), Histograms(),
+            GradientNorms(), Pictures(), HParams()]
+
+
+def pil_pipeline_rate(dm: ImageDataModule, sizes: Sizes) -> float:
+    """Images/second of the classic per-sample PIL pipeline through a DataLoader with 2 workers."""
+    from PIL import Image
+    from torchvision import transforms as T
+
+    images = dm.train_set.images[: sizes.pipeline_images, 0].numpy()
+    labels = dm.train_set.labels[: sizes.pipeline_images]
+    transform = T.Compose([T.Resize(28), T.CenterCrop(28), T.RandomHorizontalFlip(), T.RandomRotation(10),
+                           T.ToTensor(), T.Normalize((0.1307,), (0.3081,))])
+
+    class PILDataset(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(labels)
+
+        def __getitem__(self, i):
+            return transform(Image.fromarray(images[i], mode="L")), labels[i]
+
+    loader = torch.utils.data.DataLoader(PILDataset(), batch_size=sizes.batch, shuffle=True, num_workers=2)
+    started, seen = time.perf_counter(), 0
+    for x, _ in loader:
+        seen += len(x)
+    return seen / (time.perf_counter() - started)
+
+
+def batched_pipeline_rate(dm: ImageDataModule, sizes: Sizes) -> float:
+    """Images/second of our loader plus on-device augmentation and normalization (the default augment)."""
+    loader = dm.train_dataloader()
+    dm.augmentation.seed(0)
+    started, seen = time.perf_counter(), 0
+    for images, _ in loader:
+        x = dm.prepare(images, augment=True)
+        seen += len(x)
+        if seen >= sizes.pipeline_images:
+            break
+    return seen / (time.perf_counter() - started)
+
+
+def end_to_end_rate(sizes: Sizes, workdir: Path) -> tuple[float, float]:
+    """Images/second of a whole fit epoch (default augmentation, validation, monitoring) over the train split."""
+    dm = fake_data(sizes.epoch_images, sizes.batch)
+    torch.manual_seed(0)
+    trainer = Trainer(accelerator="auto", devices=1, max_epochs=1, num_sanity_val_steps=0,
+                      logger=TensorBoardLogger(workdir, name="end_to_end"), enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, log_every_n_steps=10,
+                      callbacks=monitoring_callbacks(), enable_autolog_hparams=False)
+    started = time.perf_counter()
+    trainer.fit(ImageClassifier(input_shape=SHAPE), dm)
+    seconds = time.perf_counter() - started
+    return len(dm.train_set) / seconds, seconds
+
+
+def digits_time_to_accuracy(sizes: Sizes, workdir: Path, target: float = 0.98, monitoring: bool = True) -> dict:
+    """The default config on digits: seconds until val/acc first reaches ``target``, and the whole fit."""
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    class Reached(Callback):
+        seconds = None
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            if not trainer.sanity_checking and self.seconds is None and pl_module.val_acc.compute() >= target:
+                self.seconds = time.perf_counter() - started
+
+    reached = Reached()
+    torch.manual_seed(0)
+    callbacks = [reached, EarlyStopping(monitor="val/loss", patience=6)]
+    callbacks += monitoring_callbacks() if monitoring else [WeightPenalty(), NonFiniteLossGuard()]
+    trainer = Trainer(accelerator="auto", devices="auto", max_epochs=sizes.digits_epochs, log_every_n_steps=10,
+                      logger=TensorBoardLogger(workdir, name="digits"), enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
+                      enable_autolog_hparams=False)
+    dm = ImageDataModule()
+    started = time.perf_counter()
+    trainer.fit(ImageClassifier(), dm)
+    return {"seconds_to_target": reached.seconds, "fit_seconds": time.perf_counter() - started,
+            "epochs": trainer.current_epoch}
+
+
+def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    rows: list[dict] = []
+
+    def add(name: str, ours: float, reference: float, goal: float | None, unit: str, note: str = "") -> None:
+        ratio = ours / reference
+        row = {"measure": name, "ours": ours, "reference": reference, "ratio": ratio, "goal": goal,
+               "met": None if goal is None else ratio >= goal, "unit": unit, "note": note}
+        rows.append(row)
+        echo(f"{name:<52} ours {ours:>10.1f}  ref {reference:>10.1f}  ratio {ratio:6.2f}"
+             + (f"  goal >= {goal:g} {'met' if row['met'] else 'MISSED'}" if goal else ""))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        dm = fake_data((sizes.warmup + sizes.steps + 2) * sizes.batch, sizes.batch, augment=[])
+        hand = hand_loop(dm, sizes)
+        default = trainer_rate(dm, sizes, work)
+        add("1. Trainer vs hand-written loop (img/s)", default, hand, 0.90, "img/s")
+
+        aug_dm = fake_data(sizes.pipeline_images, sizes.batch)
+        add("2. batched augmentation vs per-sample PIL (img/s)", batched_pipeline_rate(aug_dm, sizes),
+            pil_pipeline_rate(aug_dm, sizes), 10.0, "img/s", f"augment={aug_dm.augmentation.specs}")
+
+        rate, seconds = end_to_end_rate(sizes, work)
+        add("3. fit epoch, augment + monitoring vs hand loop (img/s)", rate, hand, 0.80, "img/s",
+            f"{sizes.epoch_images} images, {seconds:.1f} s")
+
+        digits_time_to_accuracy(sizes, work, monitoring=False)  # warm-up: first-run costs fall on neither side
+        quiet = digits_time_to_accuracy(sizes, work, monitoring=False)
+        loud = digits_time_to_accuracy(sizes, work, monitoring=True)
+        target = loud["seconds_to_target"]
+        rows.append({"measure": "4. digits: seconds to 98% val accuracy", "ours": target, "reference": None,
+                     "ratio": None, "goal": None, "met": None, "unit": "s",
+                     "note": f"fit {loud['fit_seconds']:.1f} s over {loud['epochs']} epochs"})
+        echo(f"{'4. digits: seconds to 98% val accuracy':<52} {target if target is None else round(target, 1)} s"
+             f"  (fit {loud['fit_seconds']:.1f} s, {loud['epochs']} epochs)")
+        add("5a. default digits run, monitoring off / on (s)", quiet["fit_seconds"] / quiet["epochs"],
+            loud["fit_seconds"] / loud["epochs"], 0.90, "s/epoch", "ratio >= 0.9: monitoring costs <= 10%")
+
+        options = {"5b. channels_last off / default (on)": dict(channels_last=False),
+                   "5c. bf16-mixed / default": dict(precision="bf16-mixed"),
+                   "5d. histograms+pictures on / off": dict(callbacks=monitoring_callbacks())}
+        if sizes.compile:
+            options["5e. torch.compile / default"] = dict(compile=True)
+        for name, kwargs in options.items():
+            add(f"{name} (img/s)", trainer_rate(dm, sizes, work, **kwargs), default, None, "img/s")
+
+    report = {"device": _device(), "sizes": sizes.__dict__, "rows": rows, "torch": torch.__version__}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "bench.md").write_text(markdown(report))
+    echo(f"\nwritten to {out_dir}/bench.json and bench.md")
+    return report
+
+
+def _device() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def markdown(report: dict) -> str:
+    def fmt(value, digits=1):
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = [f"Device: {report['device']}, torch {report['torch']}", "",
+             "| measure | ours | reference | ratio | goal | note |", "|---|---|---|---|---|---|"]
+    for row in report["rows"]:
+        goal = "" if row["goal"] is None else f">= {row['goal']:g} ({'met' if row['met'] else 'missed'})"
+        lines.append(f"| {row['measure']} | {fmt(row['ours'])} | {fmt(row['reference'])} | "
+                     f"{fmt(row['ratio'], 2)} | {goal} | {row['note']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m project.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes on 2 cores")
+    parser.add_argument("--output", default="logs/bench", help="folder for bench.json and bench.md")
+    args = parser.parse_args(argv)
+    run(QUICK if args.quick else FULL, Path(args.output))
+
+
+if __name__ == "__main__":
+    main()
