@@ -15,7 +15,7 @@ SEEDS ?= 0,1
 DATASET ?=
 NAME ?= default
 
-.PHONY: help install train test test-all tensorboard compare clean
+.PHONY: help install train test test-all tensorboard compare bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,12 @@ test-all: install ## run every test, slow ones included
 compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1 DATASET= NAME=)
 	$(BIN)/python -m project.compare --seeds $(SEEDS) --name $(NAME) \
 		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) $(if $(ARGS),-- $(ARGS))
+
+bench: install ## measure speed as ratios to hand-written references, write logs/bench/ (several minutes)
+	$(BIN)/python -m project.bench
+
+bench-quick: install ## the benchmark on smaller sizes (under 2 minutes)
+	$(BIN)/python -m project.bench --quick
 
 tensorboard: install ## serve logs/ on http://localhost:6006
 	$(BIN)/tensorboard --logdir logs --port 6006

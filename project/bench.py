@@ -79,9 +79,14 @@ class _Clock(Callback):
 
 
 def hand_loop(dm: ImageDataModule, sizes: Sizes) -> float:
-    """Images/second of the loop a user would write: same net, optimizer and batches, data in memory."""
+    """Images/second of the loop a user would write: same net, optimizer and batches, data in memory.
+
+    It uses the model's default memory format (channels_last), so the ratio is the framework's
+    overhead alone; what channels_last itself gains is option 5b.
+    """
     torch.manual_seed(0)
-    net = ConvNet(SHAPE, 10)
+    memory_format = torch.channels_last if ImageClassifier().hparams.channels_last else torch.contiguous_format
+    net = ConvNet(SHAPE, 10).to(memory_format=memory_format)
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     images = (dm.train_set.images.float() / 255 - dm.mean) / dm.std
     labels = dm.train_set.labels
@@ -92,7 +97,7 @@ def hand_loop(dm: ImageDataModule, sizes: Sizes) -> float:
         if step == sizes.warmup:
             started = time.perf_counter()
         index = order[(step * sizes.batch) % (len(labels) - sizes.batch):][: sizes.batch]
-        loss = F.cross_entropy(net(images[index]), labels[index])
+        loss = F.cross_entropy(net(images[index].contiguous(memory_format=memory_format)), labels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -169,30 +174,46 @@ def end_to_end_rate(sizes: Sizes, workdir: Path) -> tuple[float, float]:
     return len(dm.train_set) / seconds, seconds
 
 
-def digits_time_to_accuracy(sizes: Sizes, workdir: Path, target: float = 0.98, monitoring: bool = True) -> dict:
-    """The default config on digits: seconds until val/acc first reaches ``target``, and the whole fit."""
-    from lightning.pytorch.callbacks import EarlyStopping
+class ReachedAccuracy(Callback):
+    """Records the seconds from fit start until val/acc first reaches ``target``."""
 
-    class Reached(Callback):
-        seconds = None
+    def __init__(self, target: float = 0.98):
+        self.target, self.seconds, self._started = target, None, 0.0
 
-        def on_validation_epoch_end(self, trainer, pl_module):
-            if not trainer.sanity_checking and self.seconds is None and pl_module.val_acc.compute() >= target:
-                self.seconds = time.perf_counter() - started
+    def on_fit_start(self, trainer, pl_module):
+        self._started = time.perf_counter()
 
-    reached = Reached()
-    torch.manual_seed(0)
-    callbacks = [reached, EarlyStopping(monitor="val/loss", patience=6)]
-    callbacks += monitoring_callbacks() if monitoring else [WeightPenalty(), NonFiniteLossGuard()]
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not trainer.sanity_checking and self.seconds is None and pl_module.val_acc.compute() >= self.target:
+            self.seconds = time.perf_counter() - self._started
+
+
+def digits_time_to_accuracy(sizes: Sizes, workdir: Path) -> dict:
+    """The default config through the real CLI: seconds to 98% val accuracy, and the whole fit."""
+    from project.cli import ProjectCLI
+
+    started = time.perf_counter()
+    cli = ProjectCLI(args=["fit", f"--trainer.max_epochs={sizes.digits_epochs}", "--trainer.enable_progress_bar=false",
+                           "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={workdir}",
+                           "--trainer.callbacks+=project.bench.ReachedAccuracy", "--test_after_fit=false"])
+    reached = next(c for c in cli.trainer.callbacks if isinstance(c, ReachedAccuracy))
+    return {"seconds_to_target": reached.seconds, "fit_seconds": time.perf_counter() - started,
+            "epochs": cli.trainer.current_epoch}
+
+
+def digits_fit_seconds(sizes: Sizes, workdir: Path, monitoring: bool) -> float:
+    """Seconds per epoch of the default digits run, with or without the monitoring callbacks."""
+    from lightning.pytorch import seed_everything
+
+    seed_everything(0, verbose=False)
+    callbacks = monitoring_callbacks() if monitoring else [WeightPenalty(), NonFiniteLossGuard()]
     trainer = Trainer(accelerator="auto", devices="auto", max_epochs=sizes.digits_epochs, log_every_n_steps=10,
                       logger=TensorBoardLogger(workdir, name="digits"), enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
                       enable_autolog_hparams=False)
-    dm = ImageDataModule()
     started = time.perf_counter()
-    trainer.fit(ImageClassifier(), dm)
-    return {"seconds_to_target": reached.seconds, "fit_seconds": time.perf_counter() - started,
-            "epochs": trainer.current_epoch}
+    trainer.fit(ImageClassifier(), ImageDataModule())
+    return (time.perf_counter() - started) / trainer.current_epoch
 
 
 def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
@@ -223,17 +244,16 @@ def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
         add("3. fit epoch, augment + monitoring vs hand loop (img/s)", rate, hand, 0.80, "img/s",
             f"{sizes.epoch_images} images, {seconds:.1f} s")
 
-        digits_time_to_accuracy(sizes, work, monitoring=False)  # warm-up: first-run costs fall on neither side
-        quiet = digits_time_to_accuracy(sizes, work, monitoring=False)
-        loud = digits_time_to_accuracy(sizes, work, monitoring=True)
-        target = loud["seconds_to_target"]
-        rows.append({"measure": "4. digits: seconds to 98% val accuracy", "ours": target, "reference": None,
-                     "ratio": None, "goal": None, "met": None, "unit": "s",
-                     "note": f"fit {loud['fit_seconds']:.1f} s over {loud['epochs']} epochs"})
-        echo(f"{'4. digits: seconds to 98% val accuracy':<52} {target if target is None else round(target, 1)} s"
-             f"  (fit {loud['fit_seconds']:.1f} s, {loud['epochs']} epochs)")
-        add("5a. default digits run, monitoring off / on (s)", quiet["fit_seconds"] / quiet["epochs"],
-            loud["fit_seconds"] / loud["epochs"], 0.90, "s/epoch", "ratio >= 0.9: monitoring costs <= 10%")
+        digits_fit_seconds(sizes, work, monitoring=False)  # warm-up: first-run costs fall on neither side
+        add("5a. default digits run, monitoring off / on (s per epoch)", digits_fit_seconds(sizes, work, False),
+            digits_fit_seconds(sizes, work, True), 0.90, "s/epoch", "ratio >= 0.9: monitoring costs <= 10%")
+        reached = digits_time_to_accuracy(sizes, work)
+        target = reached["seconds_to_target"]
+        rows.append({"measure": "4. digits, default config: seconds to 98% val accuracy", "ours": target,
+                     "reference": None, "ratio": None, "goal": None, "met": None, "unit": "s",
+                     "note": f"fit {reached['fit_seconds']:.1f} s over {reached['epochs']} epochs"})
+        echo(f"{rows[-1]['measure']:<52} {'not reached' if target is None else f'{target:.1f} s'}"
+             f"  (fit {reached['fit_seconds']:.1f} s, {reached['epochs']} epochs)")
 
         options = {"5b. channels_last off / default (on)": dict(channels_last=False),
                    "5c. bf16-mixed / default": dict(precision="bf16-mixed"),

@@ -7,6 +7,7 @@ YAML key (``project fit --print_config`` shows them all).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,8 +15,10 @@ from typing import Literal
 
 from lightning.pytorch.callbacks import EarlyStopping, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from project.callbacks import WeightPenalty
+from project.checkpoints import CheckpointError, check_matches, read_checkpoint, resolve_checkpoint
 from project.data import DataError, ImageDataModule
 from project.model import ImageClassifier
 from project.monitor import PlainProgressBar
@@ -57,14 +60,37 @@ class ProjectCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        # --ckpt_path last (or a path in a run folder) continues that run in its own folder.
+        self._checkpoint = None
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if not config or not config.get("ckpt_path"):
+            return
+        logger = config.trainer.get("logger")
+        init = logger.get("init_args") if hasattr(logger, "get") else None
+        save_dir, name = (init.get("save_dir", "logs"), init.get("name", "default")) if init else ("logs", "default")
+        try:
+            path, run_folder = resolve_checkpoint(config.ckpt_path, save_dir, name)
+            self._checkpoint = (path, read_checkpoint(path))
+        except CheckpointError as err:
+            _stop(err)
+        config.ckpt_path = str(path)
+        if self.subcommand == "fit" and run_folder and init is not None:
+            init.version = run_folder
+
     def instantiate_classes(self) -> None:
         # Constructors validate their settings; a bad value stops here, before any data is read
         # or any log folder is made, with one line and argparse's exit code.
         try:
             super().instantiate_classes()
-        except (ValueError, TypeError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+            if self._checkpoint:
+                check_matches(self._checkpoint[1], self.model, self._checkpoint[0])
+        except (ValueError, TypeError, MisconfigurationException) as err:
+            _stop(err)
+
+    def before_fit(self) -> None:
+        for logger in self.trainer.loggers:
+            _check_writable(Path(logger.save_dir or "."))
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         callbacks = [c for c in callbacks if c is not None]  # early_stopping: null
@@ -86,6 +112,22 @@ class ProjectCLI(LightningCLI):
         if self.trainer.is_global_zero:
             print(run_summary(self.trainer, self.fit_metrics, best, tested,
                               time.perf_counter() - self._started), flush=True)
+
+
+def _stop(err: BaseException) -> None:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before training when the logs cannot be written, not at the first checkpoint."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        _stop(f"cannot write logs and checkpoints to {folder}: {err.strerror or err}")
 
 
 def run_summary(trainer, metrics: dict, best_checkpoint: str | None, tested: str | None, seconds: float) -> str:

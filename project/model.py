@@ -89,6 +89,7 @@ class ImageClassifier(LightningModule):
         object.__setattr__(self, "_compiled_net", torch.compile(self.net) if compile else None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self._check_optimization()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -98,7 +99,7 @@ class ImageClassifier(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return (self._compiled_net or self.net)(x)
+        return (self.net if self._compiled_net is None else self._compiled_net)(x)
 
     def _step(self, batch, stage: str, accuracy: MulticlassAccuracy) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
@@ -137,6 +138,30 @@ class ImageClassifier(LightningModule):
         if val_acc is not None:
             self.log("gap/acc", self.train_acc.compute() - val_acc.to(self.device))
 
+    def _check_optimization(self) -> None:
+        """Build the optimizer and scheduler once on a stand-in parameter, so a bad lr or
+        scheduler setting fails at construction, before any data is loaded."""
+        probe = [nn.Parameter(torch.zeros(1))]
+        try:
+            optimizer = self.optimizer_factory(probe)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"model.optimizer: {err}") from None
+        if self.scheduler_factory is None:
+            return
+        try:
+            scheduler = self.scheduler_factory(optimizer)
+        except ValueError as err:
+            if "total_steps" in str(err):  # OneCycleLR learns its length from the trainer
+                return
+            raise ValueError(f"model.scheduler: {err}") from None
+        except TypeError as err:
+            raise ValueError(f"model.scheduler: {err}") from None
+        if self.hparams.warmup_steps and isinstance(scheduler, STEP_WISE_SCHEDULERS):
+            raise ValueError(
+                f"model.warmup_steps={self.hparams.warmup_steps} cannot be combined with "
+                f"{type(scheduler).__name__}, which sets the rate itself every step and has its own "
+                "warm-up (OneCycleLR: pct_start; CyclicLR: base_lr)")
+
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
         schedulers = []
@@ -150,11 +175,6 @@ class ImageClassifier(LightningModule):
                 config["monitor"] = "val/loss"
             schedulers.append(config)
         if self.hparams.warmup_steps:
-            if schedulers and schedulers[0]["interval"] == "step":
-                raise ValueError(
-                    f"model.warmup_steps={self.hparams.warmup_steps} cannot be combined with "
-                    f"{type(schedulers[0]['scheduler']).__name__}, which sets the rate itself every "
-                    "step and has its own warm-up (OneCycleLR: pct_start; CyclicLR: base_lr)")
             warmup = LinearLR(optimizer, self.hparams.warmup_start_factor, 1.0, self.hparams.warmup_steps)
             # Chained schedulers multiply: the warm-up scales whatever the main schedule sets.
             schedulers.insert(0, {"scheduler": warmup, "interval": "step", "name": name})
