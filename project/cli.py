@@ -85,8 +85,8 @@ class ProjectCLI(LightningCLI):
             super().instantiate_classes()
             if self._checkpoint:
                 check_matches(self._checkpoint[1], self.model, self._checkpoint[0])
-        except (ValueError, TypeError, MisconfigurationException) as err:
-            _stop(err)
+        except (ValueError, TypeError, MisconfigurationException, ImportError) as err:
+            _stop(err)  # ImportError: an accelerator or precision whose package is missing
 
     def before_fit(self) -> None:
         for logger in self.trainer.loggers:

@@ -149,12 +149,14 @@ class ImageClassifier(LightningModule):
         if self.scheduler_factory is None:
             return
         try:
-            scheduler = self.scheduler_factory(optimizer)
-        except ValueError as err:
-            if "total_steps" in str(err):  # OneCycleLR learns its length from the trainer
-                return
-            raise ValueError(f"model.scheduler: {err}") from None
-        except TypeError as err:
+            try:
+                scheduler = self.scheduler_factory(optimizer)
+            except ValueError as err:
+                if "total_steps" not in str(err):
+                    raise
+                # OneCycleLR learns its length from the trainer; any length will do for the check
+                scheduler = self.scheduler_factory(optimizer, total_steps=100)
+        except (ValueError, TypeError) as err:
             raise ValueError(f"model.scheduler: {err}") from None
         if self.hparams.warmup_steps and isinstance(scheduler, STEP_WISE_SCHEDULERS):
             raise ValueError(
