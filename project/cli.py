@@ -61,10 +61,13 @@ class ProjectCLI(LightningCLI):
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
-        # --ckpt_path last (or a path in a run folder) continues that run in its own folder.
         self._checkpoint = None
         config = self.config.get(self.subcommand) if self.subcommand else None
-        if not config or not config.get("ckpt_path"):
+        if not config:
+            return
+        _fall_back_to_fp16(config.trainer)
+        # --ckpt_path last (or a path in a run folder) continues that run in its own folder.
+        if not config.get("ckpt_path"):
             return
         logger = config.trainer.get("logger")
         init = logger.get("init_args") if hasattr(logger, "get") else None
@@ -109,9 +112,20 @@ class ProjectCLI(LightningCLI):
         tested = best if config.get("test_ckpt", "best") == "best" else None
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested, verbose=False)
         self.fit_metrics = {k: float(v) for k, v in {**fit_metrics, **self.trainer.callback_metrics}.items()}
+        log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
-            print(run_summary(self.trainer, self.fit_metrics, best, tested,
+            print(run_summary(self.trainer, log_dir, self.fit_metrics, best, tested,
                               time.perf_counter() - self._started), flush=True)
+
+
+def _fall_back_to_fp16(trainer) -> None:
+    """bf16-mixed on a CUDA GPU without bf16 (before Ampere) becomes 16-mixed, with a gradient scaler."""
+    import torch
+
+    if (str(trainer.get("precision")) == "bf16-mixed" and trainer.get("accelerator") in ("gpu", "cuda", "auto")
+            and torch.cuda.is_available() and not torch.cuda.is_bf16_supported()):
+        print("note: this GPU has no bf16; using precision 16-mixed instead", file=sys.stderr)
+        trainer.precision = "16-mixed"
 
 
 def _stop(err: BaseException) -> None:
@@ -130,7 +144,7 @@ def _check_writable(folder: Path) -> None:
         _stop(f"cannot write logs and checkpoints to {folder}: {err.strerror or err}")
 
 
-def run_summary(trainer, metrics: dict, best_checkpoint: str | None, tested: str | None, seconds: float) -> str:
+def run_summary(trainer, log_dir: str | None, metrics: dict, best_checkpoint: str | None, tested: str | None, seconds: float) -> str:
     def value(name: str) -> str:
         return f"{float(metrics[name]):.4f}" if name in metrics else "n/a"
 
@@ -141,7 +155,7 @@ def run_summary(trainer, metrics: dict, best_checkpoint: str | None, tested: str
         f"best val accuracy   {value('val/acc_best')}",
         f"epochs run          {trainer.current_epoch}",
         f"wall time           {seconds:.1f} s",
-        f"logs                {trainer.log_dir}",
+        f"logs                {log_dir}",
         f"best checkpoint     {best_checkpoint or 'none'}",
     ])
 

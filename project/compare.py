@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,38 +72,57 @@ class _Capture(list):
         return "".join(self)
 
 
-def run_one(name: str, seed: int, runs_dir: Path, extra: list[str]) -> dict:
-    """Train one experiment with one seed; its output goes to stdout.txt in its log folder."""
+def run_one(name: str, seed: int, runs_dir: Path, extra: list[str], isolated: bool = False) -> dict:
+    """Train one experiment with one seed; its output goes to stdout.txt in its log folder.
+
+    ``isolated`` runs it as its own ``python -m project`` process: needed when the trainer starts
+    processes of its own (DDP re-launches the command it was started with).
+    """
     run_dir = runs_dir / name / f"seed_{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished earlier attempt is not half-counted
     run_dir.mkdir(parents=True)
     result: dict = {"experiment": name, "seed": seed}
+    args = run_args(name, seed, runs_dir, extra)
     started = time.perf_counter()
-    with open(run_dir / "stdout.txt", "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-        try:
-            cli = ProjectCLI(args=run_args(name, seed, runs_dir, extra))
-            curve = _scalar_curve(run_dir, "val/acc")
-            metrics = cli.fit_metrics
-            result.update(
-                status="ok", reason="", train_acc=metrics["train/acc"], best_val_acc=metrics["val/acc_best"],
-                test_acc=metrics["test/acc"], gap=metrics["gap/acc"],
-                epochs_to_best=1 + max(range(len(curve)), key=curve.__getitem__) if curve else 0,
-                epochs=cli.trainer.current_epoch, val_acc_curve=curve)
-        except SystemExit as err:
-            result.update(status="failed", reason=f"bad configuration (exit {err.code}), see {run_dir}/stdout.txt")
-        except Exception as err:  # a failed run is reported, and the study goes on
-            result.update(status="failed", reason=f"{type(err).__name__}: {err}".splitlines()[0][:300])
+    with open(run_dir / "stdout.txt", "w") as out:
+        if isolated:
+            done = subprocess.run([sys.executable, "-m", "project", *args], stdout=out, stderr=subprocess.STDOUT)
+            failure = None if done.returncode == 0 else _last_line(run_dir / "stdout.txt")
+        else:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                try:
+                    ProjectCLI(args=args)
+                    failure = None
+                except SystemExit as err:
+                    failure = f"bad configuration (exit {err.code}), see {run_dir}/stdout.txt"
+                except Exception as err:  # a failed run is reported, and the study goes on
+                    failure = f"{type(err).__name__}: {err}"
     result["wall_s"] = time.perf_counter() - started
+    if failure:
+        result.update(status="failed", reason=failure.splitlines()[0][:300])
+    else:
+        logged = _logged(run_dir)
+        curve = logged["val/acc"]
+        result.update(status="ok", reason="", train_acc=logged["train/acc"][-1], best_val_acc=max(curve),
+                      test_acc=logged["test/acc"][-1], gap=logged["gap/acc"][-1],
+                      epochs_to_best=1 + curve.index(max(curve)), epochs=len(curve), val_acc_curve=curve)
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
 
-def _scalar_curve(run_dir: Path, tag: str) -> list[float]:
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or line.startswith("error:")]
+    return (errors or lines or ["failed with no output"])[-1]
+
+
+def _logged(run_dir: Path) -> dict[str, list[float]]:
+    """The run's own TensorBoard scalars: the table is built from what the run logged."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return [e.value for e in events.Scalars(tag)] if tag in events.Tags()["scalars"] else []
+    return {tag: [e.value for e in events.Scalars(tag)] for tag in ("train/acc", "val/acc", "test/acc", "gap/acc")}
 
 
 def summarize(results: list[dict], names: list[str]) -> list[dict]:
@@ -201,7 +221,7 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
             result, how = previous, "done before, skipped"
         else:
             echo(f"[{i:>3}/{total}] {experiment} seed {seed} ...")
-            result = run_one(experiment, seed, runs_dir, extra)
+            result = run_one(experiment, seed, runs_dir, extra, isolated=trainer_config is not None)
             how = f"{result['wall_s']:.1f} s"
         summary = (f"test acc {result['test_acc']:.3f}  gap {result['gap']:+.3f}" if result["status"] == "ok"
                    else f"FAILED: {result['reason']}")

@@ -15,7 +15,7 @@ from typing import Callable, Literal, Optional
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from project.augment import AugmentSpec, BatchAugment
 
@@ -248,20 +248,30 @@ class ImageDataModule(LightningDataModule):
         self.mean, self.std = normalization_stats(self.train_set.images, hp.normalize)
         self._loaded = True
 
-    def _loader(self, data: TensorBatches, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, data: TensorBatches, batch_size: int, sampler=None) -> DataLoader:
         workers = self.hparams.num_workers
-        return DataLoader(data, batch_size=batch_size, shuffle=shuffle, collate_fn=_keep_batch,
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=_keep_batch,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.hparams.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.hparams.batch_size, shuffle=True)
+        # Under DDP each process trains on its own shard of the training split, reshuffled every
+        # epoch (Lightning calls set_epoch). Validation and test are not sharded: every process
+        # sees the whole split, so the synced accuracy is that of the whole split, with no
+        # duplicated samples (configs/default.yaml sets trainer.use_distributed_sampler: false).
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            sampler = DistributedSampler(self.train_set, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                         shuffle=True, seed=torch.initial_seed() % 2**31)
+        else:
+            sampler = RandomSampler(self.train_set)
+        return self._loader(self.train_set, self.hparams.batch_size, sampler)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.hparams.eval_batch_size, shuffle=False)
+        return self._loader(self.val_set, self.hparams.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size, shuffle=False)
+        return self._loader(self.test_set, self.hparams.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()

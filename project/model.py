@@ -129,14 +129,14 @@ class ImageClassifier(LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(self.val_acc.compute())
-            self.log("val/acc_best", self.val_acc_best.compute())
+            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on all ranks
 
     def on_train_epoch_end(self) -> None:
         # The overfitting signal: how much better the model does on what it trained on. Validation
         # has already run at this point of the epoch, so both accuracies are this epoch's.
         val_acc = self.trainer.callback_metrics.get("val/acc")
         if val_acc is not None:
-            self.log("gap/acc", self.train_acc.compute() - val_acc.to(self.device))
+            self.log("gap/acc", self.train_acc.compute() - val_acc.to(self.device), sync_dist=True)
 
     def _check_optimization(self) -> None:
         """Build the optimizer and scheduler once on a stand-in parameter, so a bad lr or

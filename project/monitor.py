@@ -192,7 +192,10 @@ class Pictures(Callback):
         self.confusion = None
         self._wrong = []
         if self._due(trainer, stage):
-            self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes).to(pl_module.device)
+            # Validation and test are not sharded across DDP processes (project/data.py), so rank 0
+            # alone has seen the whole split: no collective, which the other ranks would not join.
+            self.confusion = MulticlassConfusionMatrix(pl_module.hparams.num_classes,
+                                                       sync_on_compute=False).to(pl_module.device)
 
     def _batch(self, outputs, batch, stage: str) -> None:
         if self.confusion is None or not isinstance(outputs, torch.Tensor):

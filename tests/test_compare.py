@@ -86,3 +86,12 @@ def test_every_shipped_experiment_parses():
     lab.check_configs(lab.available_experiments(), [])
     for path in lab.EXPERIMENT_DIR.glob("*.yaml"):
         assert path.read_text().startswith(f"# {path.stem}: "), path  # one comment: what it demonstrates
+
+
+def test_compare_with_a_multi_process_trainer_config(tmp_path, experiments):
+    ddp = str(lab.CONFIG_DIR / "trainer" / "ddp_cpu.yaml")
+    rows = lab.compare(["baseline"], [0], name="ddp", trainer_config=ddp, output=str(tmp_path / "out"),
+                       extra=TINY, echo=lambda line: None)
+    assert rows[0]["runs_ok"] == 1, rows[0]["failure"]
+    log = (tmp_path / "out" / "ddp" / "runs" / "baseline" / "seed_0" / "stdout.txt").read_text()
+    assert "Starting with 2 processes" in log
