@@ -196,7 +196,8 @@ def digits_time_to_accuracy(sizes: Sizes, workdir: Path) -> dict:
     cli = ProjectCLI(args=["fit", f"--trainer.max_epochs={sizes.digits_epochs}", "--trainer.enable_progress_bar=false",
                            "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={workdir}",
                            "--trainer.callbacks+=project.bench.ReachedAccuracy", "--test_after_fit=false"])
-    reached = next(c for c in cli.trainer.callbacks if isinstance(c, ReachedAccuracy))
+    # by name: run as `python -m project.bench`, this module is __main__, not project.bench
+    reached = next(c for c in cli.trainer.callbacks if type(c).__name__ == "ReachedAccuracy")
     return {"seconds_to_target": reached.seconds, "fit_seconds": time.perf_counter() - started,
             "epochs": cli.trainer.current_epoch}
 
