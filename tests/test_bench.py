@@ -1,0 +1,20 @@
+import json
+
+from project import bench
+
+
+def test_quick_benchmark_report_has_every_measure(tmp_path):
+    lines = []
+    report = bench.run(bench.TINY, tmp_path, echo=lines.append)
+    measures = [row["measure"] for row in report["rows"]]
+    for prefix in ("1.", "2.", "3.", "4.", "5a.", "5b.", "5c.", "5d."):
+        assert any(m.startswith(prefix) for m in measures), prefix
+    for row in report["rows"]:
+        if row["ratio"] is not None:
+            assert row["ratio"] > 0 and row["ratio"] == row["ours"] / row["reference"]
+            assert row["met"] is None or row["met"] == (row["ratio"] >= row["goal"])
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(report["rows"]))
+    table = (tmp_path / "bench.md").read_text()
+    assert table.count("\n| ") == len(report["rows"]) + 1  # header + one line per measure
+    assert any("written to" in line for line in lines)
