@@ -3,8 +3,8 @@
     python -m project.bench            # the full benchmark (several minutes on 2 cores)
     python -m project.bench --quick    # smaller sizes, under 2 minutes
 
-Every figure is a ratio of two measurements taken one after the other in this process, so a
-shared, noisy machine moves both alike. Throughput is measured after warm-up steps, so one-time
+Every figure is a ratio of two measurements taken in this process, repeated in turns (best of
+each kept), so a shared, noisy machine moves both alike. Throughput is measured after warm-up steps, so one-time
 costs (Trainer set-up, torch.compile) are reported apart, not mixed into images/second.
 """
 
@@ -40,11 +40,13 @@ class Sizes:
     epoch_images: int = 60_000
     digits_epochs: int = 30
     compile: bool = True
+    repeats: int = 3          # interleaved repetitions of the throughput measurements
 
 
 FULL = Sizes()
-QUICK = Sizes(steps=60, pipeline_images=8_000, epoch_images=8_000, digits_epochs=30, compile=False)
-TINY = Sizes(batch=16, warmup=2, steps=4, pipeline_images=256, epoch_images=512, digits_epochs=1, compile=False)
+QUICK = Sizes(steps=60, pipeline_images=8_000, epoch_images=8_000, digits_epochs=30, compile=False, repeats=2)
+TINY = Sizes(batch=16, warmup=2, steps=4, pipeline_images=256, epoch_images=512, digits_epochs=1, compile=False,
+             repeats=1)
 
 SHAPE = (1, 28, 28)
 
@@ -239,8 +241,11 @@ def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         dm = fake_data((sizes.warmup + sizes.steps + 2) * sizes.batch, sizes.batch, augment=[])
-        hand = hand_loop(dm, sizes)
-        default = trainer_rate(dm, sizes, work)
+        # Interleaved repeats, best of each: a busy neighbour slows single measurements at random.
+        hand, default = 0.0, 0.0
+        for _ in range(sizes.repeats):
+            hand = max(hand, hand_loop(dm, sizes))
+            default = max(default, trainer_rate(dm, sizes, work))
         add("1. Trainer vs hand-written loop (img/s)", default, hand, 0.90, "img/s")
 
         aug_dm = fake_data(sizes.pipeline_images, sizes.batch)
@@ -269,7 +274,8 @@ def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
         if sizes.compile:
             options["5e. torch.compile / default"] = dict(compile=True)
         for name, kwargs in options.items():
-            add(f"{name} (img/s)", trainer_rate(dm, sizes, work, **kwargs), default, None, "img/s")
+            rate = max(trainer_rate(dm, sizes, work, **kwargs) for _ in range(sizes.repeats))
+            add(f"{name} (img/s)", rate, default, None, "img/s")
 
     report = {"device": _device(), "sizes": sizes.__dict__, "rows": rows, "torch": torch.__version__}
     out_dir.mkdir(parents=True, exist_ok=True)
