@@ -292,8 +292,10 @@ def _device() -> str:
 
 
 def markdown(report: dict) -> str:
-    def fmt(value, digits=1):
-        return "n/a" if value is None else f"{value:.{digits}f}"
+    def fmt(value, digits=None):
+        if value is None:
+            return "n/a"
+        return f"{value:.{digits if digits is not None else (1 if abs(value) >= 10 else 3)}f}"
 
     lines = [f"Device: {report['device']}, torch {report['torch']}", "",
              "| measure | ours | reference | ratio | goal | note |", "|---|---|---|---|---|---|"]
