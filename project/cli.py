@@ -166,6 +166,17 @@ def main(args: list[str] | None = None) -> None:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Lightning leaves the DDP process group open; left to interpreter exit, gloo's threads can
+    abort the process ("terminate called without an active exception") after a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
