@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import logging
 import math
@@ -53,23 +54,12 @@ def check_configs(names: list[str], extra: list[str]) -> None:
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; available: {available_experiments()}")
     for name in names:
-        stderr = _Capture()
+        stderr = io.StringIO()
         try:
-            with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(_Capture()):
-                ProjectCLI(args=[*run_args(name, 0, Path("unused"), extra)][1:], run=False)
+            with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+                ProjectCLI(args=run_args(name, 0, Path("unused"), extra)[1:], run=False)  # parse, no fit
         except SystemExit:
-            raise ValueError(f"experiment {name!r}: {stderr.text().strip().splitlines()[-1]}") from None
-
-
-class _Capture(list):
-    def write(self, text: str) -> None:
-        self.append(text)
-
-    def flush(self) -> None:
-        pass
-
-    def text(self) -> str:
-        return "".join(self)
+            raise ValueError(f"experiment {name!r}: {stderr.getvalue().strip().splitlines()[-1]}") from None
 
 
 def run_one(name: str, seed: int, runs_dir: Path, extra: list[str], isolated: bool = False) -> dict:

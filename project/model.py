@@ -162,13 +162,7 @@ class ImageClassifier(LightningModule):
         if self.scheduler_factory is None:
             return
         try:
-            try:
-                scheduler = self.scheduler_factory(optimizer)
-            except ValueError as err:
-                if "total_steps" not in str(err):
-                    raise
-                # OneCycleLR learns its length from the trainer; any length will do for the check
-                scheduler = self.scheduler_factory(optimizer, total_steps=100)
+            scheduler = self._make_scheduler(optimizer, total_steps=100)  # any length will do here
         except (ValueError, TypeError) as err:
             raise ValueError(f"model.scheduler: {err}") from None
         if self.hparams.warmup_steps and isinstance(scheduler, STEP_WISE_SCHEDULERS):
@@ -183,7 +177,7 @@ class ImageClassifier(LightningModule):
         # One tag for the optimizer's rate, as LearningRateMonitor names it without a scheduler.
         name = f"lr-{type(optimizer).__name__}"
         if self.scheduler_factory is not None:
-            scheduler = self._make_scheduler(optimizer)
+            scheduler = self._make_scheduler(optimizer, int(self.trainer.estimated_stepping_batches))
             config = {"scheduler": scheduler, "name": name,
                       "interval": "step" if isinstance(scheduler, STEP_WISE_SCHEDULERS) else "epoch"}
             if isinstance(scheduler, ReduceLROnPlateau):
@@ -195,11 +189,11 @@ class ImageClassifier(LightningModule):
             schedulers.insert(0, {"scheduler": warmup, "interval": "step", "name": name})
         return [optimizer], schedulers
 
-    def _make_scheduler(self, optimizer):
+    def _make_scheduler(self, optimizer, total_steps: int):
         try:
             return self.scheduler_factory(optimizer)
         except ValueError as err:
-            # OneCycleLR needs the run's length, which only the trainer knows.
+            # OneCycleLR needs the run's length when the config does not give it.
             if "total_steps" not in str(err):
                 raise
-            return self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+            return self.scheduler_factory(optimizer, total_steps=total_steps)

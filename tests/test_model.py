@@ -2,7 +2,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from project.data import ImageDataModule
 from project.model import ImageClassifier
 from project.nn import MLP, ConvNet
 
