@@ -6,37 +6,54 @@ Early stopping, checkpoints and learning-rate logging are Lightning's own (confi
 from __future__ import annotations
 
 import math
+import sys
+from typing import Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 
-PENALIZED_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+from project.nn import layer_weights
+
+L1_MODES = ("proximal", "subgradient")
 
 
 class WeightPenalty(Callback):
-    """Adds the gradient of ``l1 * sum(|w|) + l2 * sum(w**2)`` to the weights' gradients.
+    """The L2 penalty ``l2 * sum(w**2)`` and the L1 penalty ``l1 * sum(|w|)`` on the weights.
 
-    Applied in ``on_before_optimizer_step``, once per optimizer step, on gradients that are already
+    L2 (and L1 in ``subgradient`` mode) is added to the weights' gradients in
+    ``on_before_optimizer_step``, once per optimizer step, on gradients that are already
     accumulated, all-reduced across devices and unscaled by the mixed-precision scaler; so the result
     equals adding the penalty to the loss, without running it through autocast or the scaler. Unlike
     decoupled weight decay (AdamW), the L2 gradient passes through the optimizer's adaptive scaling.
+
+    L1's subgradient ``l1 * sign(w)`` makes a weight oscillate around zero but never land on it.
+    The ``proximal`` mode (the default) instead soft-thresholds each weight after every optimizer
+    step, ``w <- sign(w) * max(|w| - lr * l1, 0)`` (proximal gradient / ISTA, Tibshirani 1996;
+    Beck & Teboulle 2009): weights the loss does not hold up become exactly zero, as the lasso
+    promises. With adaptive optimizers (Adam) the threshold ``lr * l1`` is a heuristic step size.
     """
 
-    def __init__(self, l1: float = 0.0, l2: float = 0.0, include_bias_and_norm: bool = False):
+    def __init__(self, l1: float = 0.0, l2: float = 0.0, l1_mode: Literal["proximal", "subgradient"] = "proximal",
+                 include_bias_and_norm: bool = False):
         """
         Args:
-            l1: coefficient of sum(|w|) (lasso; drives weights to exactly zero), >= 0.
+            l1: coefficient of sum(|w|) (lasso), >= 0.
             l2: coefficient of sum(w**2) (ridge; no 1/2 factor, so the gradient is 2 * l2 * w), >= 0.
+            l1_mode: proximal (soft-threshold after each step by lr * l1: exact zeros) or
+                subgradient (add l1 * sign(w) to the gradient: small, never exactly zero, weights).
             include_bias_and_norm: penalize biases and normalization parameters too; by default only
                 the weights of conv and linear layers are penalized.
         """
         for name, value in (("l1", l1), ("l2", l2)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"WeightPenalty.{name}={value} must be a finite number >= 0")
-        self.l1, self.l2 = float(l1), float(l2)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"penalty.{name}={value} must be a finite number >= 0")
+        if l1_mode not in L1_MODES:
+            raise ValueError(f"penalty.l1_mode={l1_mode!r} is not known; choose one of {sorted(L1_MODES)}")
+        self.l1, self.l2, self.l1_mode = float(l1), float(l2), l1_mode
         self.include_bias_and_norm = include_bias_and_norm
         self._params: list[nn.Parameter] = []
+        self._hooks: list = []
 
     @property
     def active(self) -> bool:
@@ -45,11 +62,25 @@ class WeightPenalty(Callback):
     def penalized_parameters(self, module: nn.Module) -> list[nn.Parameter]:
         if self.include_bias_and_norm:
             return [p for p in module.parameters() if p.requires_grad]
-        return [m.weight for m in module.modules()
-                if isinstance(m, PENALIZED_LAYERS) and m.weight.requires_grad]
+        return [w for w in layer_weights(module) if w.requires_grad]
 
-    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After any checkpoint was restored: the settings are this run's (see load_state_dict).
         self._params = self.penalized_parameters(pl_module) if self.active else []
+        self._remove_hooks()
+        if self.l1 and self.l1_mode == "proximal":
+            self._hooks = [optimizer.register_step_post_hook(self._soft_threshold) for optimizer in trainer.optimizers]
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._remove_hooks()
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
 
     def penalty(self) -> torch.Tensor:
         """The penalty's value for the current weights."""
@@ -60,22 +91,37 @@ class WeightPenalty(Callback):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
         if not self.active:
             return
+        subgradient = self.l1 if self.l1_mode == "subgradient" else 0.0
         with torch.no_grad():
             for w in self._params:
                 if w.grad is None:
                     continue
-                if self.l1:
-                    w.grad.add_(torch.sign(w), alpha=self.l1)
+                if subgradient:
+                    w.grad.add_(torch.sign(w), alpha=subgradient)
                 if self.l2:
                     w.grad.add_(w, alpha=2.0 * self.l2)
         pl_module.log("train/penalty", self.penalty().to(pl_module.device), on_step=True, on_epoch=False)
 
+    def _soft_threshold(self, optimizer, args, kwargs) -> None:
+        penalized = {id(w) for w in self._params}
+        with torch.no_grad():
+            for group in optimizer.param_groups:
+                threshold = group["lr"] * self.l1
+                for w in group["params"]:
+                    if id(w) in penalized:
+                        w.copy_(torch.sign(w) * (w.abs() - threshold).clamp_min_(0))
+
     def state_dict(self) -> dict:
-        return {"l1": self.l1, "l2": self.l2, "include_bias_and_norm": self.include_bias_and_norm}
+        return {"l1": self.l1, "l2": self.l2, "l1_mode": self.l1_mode,
+                "include_bias_and_norm": self.include_bias_and_norm}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.l1, self.l2 = state_dict["l1"], state_dict["l2"]
-        self.include_bias_and_norm = state_dict["include_bias_and_norm"]
+        # A resumed run keeps the settings it was started with now: the command line wins over the
+        # checkpoint's, and the penalized parameters are rebuilt at train start.
+        saved = {k: state_dict.get(k) for k in ("l1", "l2", "l1_mode", "include_bias_and_norm") if k in state_dict}
+        now = {k: v for k, v in self.state_dict().items() if k in saved}
+        if saved != now:
+            print(f"note: penalty settings {now} replace the checkpoint's {saved}", file=sys.stderr)
 
 
 class NonFiniteLossError(RuntimeError):

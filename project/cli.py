@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from project.callbacks import WeightPenalty
 from project.checkpoints import CheckpointError, check_matches, read_checkpoint, resolve_checkpoint
 from project.data import DataError, ImageDataModule
+from project.diagnosis import Diagnosis
 from project.model import ImageClassifier
 from project.monitor import PlainProgressBar
 
@@ -88,6 +89,8 @@ class ProjectCLI(LightningCLI):
             super().instantiate_classes()
             if self._checkpoint:
                 check_matches(self._checkpoint[1], self.model, self._checkpoint[0])
+            if self.subcommand == "fit":
+                _check_run_length(self.model, self.trainer)
         except (ValueError, TypeError, MisconfigurationException, ImportError) as err:
             _stop(err)  # ImportError: an accelerator or precision whose package is missing
 
@@ -101,21 +104,45 @@ class ProjectCLI(LightningCLI):
         has_bar = any(isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])])
         if config.get("enable_progress_bar", True) is not False and not has_bar:
             callbacks = [*callbacks, RichProgressBar() if sys.stdout.isatty() else PlainProgressBar()]
-        return super()._instantiate_trainer(config, callbacks)
+        trainer = super()._instantiate_trainer(config, callbacks)
+        # Callbacks run in list order: the penalty adds its gradient before the gradient monitors
+        # (histograms, grad norms) look, so they show what the optimizer applies.
+        trainer.callbacks.sort(key=lambda c: not isinstance(c, WeightPenalty))
+        return trainer
 
     def after_fit(self) -> None:
         config = self.config_init[self.subcommand]
         if not config.get("test_after_fit", True):
             return
-        fit_metrics = dict(self.trainer.callback_metrics)
+        fit_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items()}
         best = getattr(self.trainer.checkpoint_callback, "best_model_path", "") or None
         tested = best if config.get("test_ckpt", "best") == "best" else None
+        # The figures of the weights that are tested: the best checkpoint's own (saved with it), or
+        # the final epoch's.
+        weights = _checkpoint_metrics(tested) if tested else {"epoch": self.trainer.current_epoch, **fit_metrics}
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested, verbose=False)
-        self.fit_metrics = {k: float(v) for k, v in {**fit_metrics, **self.trainer.callback_metrics}.items()}
+        self.test_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+        self.fit_metrics = {**fit_metrics, **self.test_metrics}  # the run's last logged values
+        self.tested_metrics = weights
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
-            print(run_summary(self.trainer, log_dir, self.fit_metrics, best, tested,
+            print(run_summary(self.trainer, self.model, log_dir, weights, self.test_metrics, best, tested,
                               time.perf_counter() - self._started), flush=True)
+
+
+def _checkpoint_metrics(path: str) -> dict[str, float]:
+    checkpoint = read_checkpoint(Path(path))
+    return {"epoch": checkpoint.get("epoch", -1) + 1, **checkpoint.get("metrics", {})}
+
+
+def _check_run_length(model: ImageClassifier, trainer) -> None:
+    """A schedule that takes the run's length needs a run with one."""
+    if model.needs_run_length and trainer.max_epochs == -1 and trainer.max_steps == -1:
+        raise ValueError(
+            f"trainer.max_epochs=-1 (train until stopped) leaves model.scheduler "
+            f"({model.hparams.scheduler.get('class_path', model.hparams.scheduler) if isinstance(model.hparams.scheduler, dict) else model.hparams.scheduler}) "
+            "without a length; allowed: a positive trainer.max_epochs or trainer.max_steps, or the scheduler's "
+            "own length (T_max, total_steps, total_iters)")
 
 
 def _fall_back_to_fp16(trainer) -> None:
@@ -144,20 +171,32 @@ def _check_writable(folder: Path) -> None:
         _stop(f"cannot write logs and checkpoints to {folder}: {err.strerror or err}")
 
 
-def run_summary(trainer, log_dir: str | None, metrics: dict, best_checkpoint: str | None, tested: str | None, seconds: float) -> str:
-    def value(name: str) -> str:
+def run_summary(trainer, model, log_dir: str | None, weights: dict, test: dict, best_checkpoint: str | None,
+                tested: str | None, seconds: float) -> str:
+    """What the run ended with: the tested weights' test, validation and clean training figures,
+    and the bias/variance diagnosis of those same weights."""
+    def value(metrics: dict, name: str) -> str:
         return f"{float(metrics[name]):.4f}" if name in metrics else "n/a"
 
-    return "\n".join([
+    which = "best checkpoint (by val/loss)" if tested else "last weights"
+    lines = [
         "", "Run summary", "-----------",
-        f"test accuracy       {value('test/acc')}   ({'best checkpoint' if tested else 'last weights'})",
-        f"test loss           {value('test/loss')}",
-        f"best val accuracy   {value('val/acc_best')}",
+        f"tested weights      {which}, after epoch {weights.get('epoch', '?')}",
+        f"test accuracy       {value(test, 'test/acc')}",
+        f"test loss           {value(test, 'test/loss')}",
+        f"val accuracy        {value(weights, 'val/acc')}   (the tested weights)",
+        f"clean train acc     {value(weights, 'train/acc_clean')}   (the tested weights, eval mode, no augmentation)",
+        f"best val accuracy   {value(weights, 'val/acc_best')}   (any epoch up to then)",
         f"epochs run          {trainer.current_epoch}",
         f"wall time           {seconds:.1f} s",
         f"logs                {log_dir}",
         f"best checkpoint     {best_checkpoint or 'none'}",
-    ])
+    ]
+    if "train/acc_clean" in weights and "val/acc" in weights:
+        diagnosis = Diagnosis(weights["train/acc_clean"], weights["val/acc"], model.hparams.human_accuracy,
+                              model.hparams.diagnosis_tolerance)
+        lines += ["", "Diagnosis (bias and variance of the tested weights)", *diagnosis.lines()]
+    return "\n".join(lines)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -148,6 +148,7 @@ class ImageDataModule(LightningDataModule):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         train_size: Optional[int] = None,
+        clean_train_size: Optional[int] = None,
         normalize: Literal["standardize", "minmax", "none"] = "standardize",
         augment: Optional[list[AugmentSpec]] = None,
         batch_size: int = 64,
@@ -169,6 +170,10 @@ class ImageDataModule(LightningDataModule):
                 test split, of the whole set otherwise.
             test_fraction: test share of the whole set, for data sets without an official test split.
             train_size: keep only this many training samples (stratified), e.g. 1000 to overfit.
+            clean_train_size: size of the fixed, stratified subset of the training split that is
+                evaluated after each validation like the validation split (eval mode, no
+                augmentation): train/acc_clean, gap/acc, bias and variance. null: as large as the
+                validation split (or the whole training split if smaller); 0: off.
             normalize: standardize (per-channel mean/std), minmax (per-channel to [0, 1]) or none
                 (pixels / 255); statistics come from the training split only.
             augment: training-only augmentation, a list of names or {name: ..., setting: value}
@@ -195,6 +200,9 @@ class ImageDataModule(LightningDataModule):
                              "must be < 1 to leave a training split")
         if train_size is not None and train_size < 1:
             raise ValueError(f"data.train_size={train_size} must be a positive integer or null (all)")
+        if clean_train_size is not None and clean_train_size < 0:
+            raise ValueError(f"data.clean_train_size={clean_train_size} must be >= 0 (0: off) or null "
+                             "(as large as the validation split)")
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
                             ("fake_size", fake_size)):
             if value < 1:
@@ -206,7 +214,7 @@ class ImageDataModule(LightningDataModule):
                              f"{tuple(fake_shape)} must be three positive sizes (C, H, W)")
         self.info = DATASETS[dataset]
         self.augmentation = BatchAugment(DEFAULT_AUGMENT if augment is None else augment)
-        self.train_set = self.val_set = self.test_set = None
+        self.train_set = self.val_set = self.test_set = self.train_clean_set = None
         self.mean = self.std = None
         self._loaded = False
         self._augment_state: Optional[torch.Tensor] = None
@@ -245,6 +253,11 @@ class ImageDataModule(LightningDataModule):
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
         self.val_set = TensorBatches(images[val_idx], labels[val_idx])
         self.test_set = TensorBatches(test_images, test_labels)
+        size = len(val_idx) if hp.clean_train_size is None else hp.clean_train_size
+        if size:
+            # The same images every epoch, so the curve moves with the model, not with the draw.
+            part = stratified_part(labels[train_idx].numpy(), size, hp.seed)
+            self.train_clean_set = TensorBatches(self.train_set.images[part], self.train_set.labels[part])
         self.mean, self.std = normalization_stats(self.train_set.images, hp.normalize)
         self._loaded = True
 
@@ -267,8 +280,13 @@ class ImageDataModule(LightningDataModule):
             sampler = RandomSampler(self.train_set)
         return self._loader(self.train_set, self.hparams.batch_size, sampler)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.hparams.eval_batch_size)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        # Loader 1 measures the training accuracy the way validation's is measured (the model
+        # logs it as train/acc_clean); validation hooks see it as dataloader_idx 1.
+        val = self._loader(self.val_set, self.hparams.eval_batch_size)
+        if self.train_clean_set is None:
+            return val
+        return [val, self._loader(self.train_clean_set, self.hparams.eval_batch_size)]
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.hparams.eval_batch_size)
@@ -317,19 +335,14 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
     ``test_fraction=0`` means the data set brings its own test split; ``val_fraction`` is then a
     share of the training data, else of the whole set.
     """
-    from sklearn.model_selection import train_test_split
-
     n = len(labels)
     index = np.arange(n)
 
     def carve(idx: np.ndarray, size: int, what: str) -> tuple[np.ndarray, np.ndarray]:
         if size < 1 or size >= len(idx):
             raise ValueError(f"data.{what} leaves an empty split ({size} of {len(idx)} samples)")
-        counts = np.bincount(labels[idx])
-        stratify = labels[idx] if counts[counts > 0].min() >= 2 and size >= len(counts[counts > 0]) \
-            and len(idx) - size >= len(counts[counts > 0]) else None
-        rest, part = train_test_split(idx, test_size=size, random_state=seed, stratify=stratify)
-        return np.sort(rest), np.sort(part)
+        part = idx[stratified_part(labels[idx], size, seed)]
+        return np.setdiff1d(idx, part), part
 
     test_idx = np.array([], dtype=np.int64)
     if test_fraction > 0:
@@ -342,6 +355,19 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
         if train_size < len(index):
             _, index = carve(index, train_size, "train_size")
     return index, val_idx, test_idx
+
+
+def stratified_part(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a class-stratified sample of ``size`` of these labels (all of them if fewer)."""
+    from sklearn.model_selection import train_test_split
+
+    if size >= len(labels):
+        return np.arange(len(labels))
+    counts = np.bincount(labels)
+    classes = int((counts > 0).sum())
+    stratify = labels if counts[counts > 0].min() >= 2 and classes <= size <= len(labels) - classes else None
+    _, part = train_test_split(np.arange(len(labels)), test_size=size, random_state=seed, stratify=stratify)
+    return np.sort(part)
 
 
 def normalization_stats(images: torch.Tensor, normalize: str) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,6 +7,7 @@ switch them from the command line and the module still builds them for the data'
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -18,11 +19,16 @@ from torch.optim.lr_scheduler import CyclicLR, LinearLR, OneCycleLR, ReduceLROnP
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from project.nn import ConvNet, Network
+from project.nn import ConvNet, Network, layer_weights
+from project.schedules import NOT_CHAINABLE, fill_run_length
 
 NetCallable = Callable[[tuple[int, int, int], int], Network]
 
-STAGES = ("train", "val", "test")
+# train_clean: a fixed subset of the training split in eval mode, without augmentation (the data
+# module's second validation loader): the training accuracy that is comparable with validation's.
+STAGES = ("train", "train_clean", "val", "test")
+# |w| below this counts as near zero in weights/near_zero_fraction.
+NEAR_ZERO = 1e-3
 
 # Schedulers whose period is counted in optimizer steps, not epochs.
 STEP_WISE_SCHEDULERS = (OneCycleLR, CyclicLR)
@@ -38,7 +44,13 @@ def _default_optimizer(params) -> torch.optim.Optimizer:
 
 
 class ImageClassifier(LightningModule):
-    """Cross-entropy classifier with per-stage accuracy and the train-minus-val accuracy gap."""
+    """Cross-entropy classifier with per-stage accuracy, the train-minus-val gap, and bias and variance.
+
+    Bias and variance are the lecture's: bias = human-level accuracy - training accuracy (the
+    avoidable bias; with human_accuracy 1.0 it is the training error), variance = training
+    accuracy - validation accuracy. The training accuracy in both is the clean one (eval mode, no
+    augmentation), so dropout and augmentation do not make the training set look harder than it is.
+    """
 
     def __init__(
         self,
@@ -52,6 +64,8 @@ class ImageClassifier(LightningModule):
         warmup_start_factor: float = 0.1,
         channels_last: bool = True,
         compile: bool = False,
+        human_accuracy: float = 1.0,
+        diagnosis_tolerance: float = 0.02,
     ):
         """
         Args:
@@ -62,13 +76,22 @@ class ImageClassifier(LightningModule):
             label_smoothing: cross-entropy label smoothing in [0, 1) (Szegedy et al. 2016).
             optimizer: any torch.optim optimizer: SGD (momentum, nesterov), Adagrad, RMSprop, Adam, AdamW ...
             scheduler: any torch.optim.lr_scheduler class; OneCycleLR and CyclicLR step every batch,
-                the others every epoch, ReduceLROnPlateau watches val/loss.
+                the others every epoch, ReduceLROnPlateau watches val/loss. A length left out
+                (CosineAnnealingLR T_max, OneCycleLR total_steps, PolynomialLR/LinearLR total_iters,
+                project.schedules.LinearDecay total) is the run's length in epochs (steps for OneCycleLR).
             warmup_steps: linear learning-rate warm-up over this many optimizer steps (0: none),
-                multiplied onto the scheduler's rate.
+                multiplied onto schedules that scale the current rate (step, multi-step,
+                exponential, multiplicative, cosine, polynomial, linear, plateau); refused with
+                those that set the rate from the base rate (LambdaLR, CosineAnnealingWarmRestarts,
+                OneCycleLR, CyclicLR), where it would overshoot.
             warmup_start_factor: the fraction of the learning rate the warm-up starts from, in (0, 1].
             channels_last: use the channels-last memory format (convolutions measured faster on CPU
                 and on GPUs with mixed precision; see make bench).
             compile: compile the network with torch.compile.
+            human_accuracy: human-level (or best achievable) accuracy in (0, 1]; bias is measured
+                from it (diagnosis/bias = human_accuracy - clean training accuracy).
+            diagnosis_tolerance: bias or variance above this is called high in the run summary's
+                diagnosis, in [0, 1).
         """
         super().__init__()
         if not 0.0 <= label_smoothing < 1.0:
@@ -77,6 +100,10 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"model.warmup_steps={warmup_steps} must be >= 0")
         if not 0.0 < warmup_start_factor <= 1.0:
             raise ValueError(f"model.warmup_start_factor={warmup_start_factor} must be in (0, 1]")
+        if not 0.0 < human_accuracy <= 1.0:
+            raise ValueError(f"model.human_accuracy={human_accuracy} must be in (0, 1]")
+        if not 0.0 <= diagnosis_tolerance < 1.0:
+            raise ValueError(f"model.diagnosis_tolerance={diagnosis_tolerance} must be in [0, 1)")
         self.save_hyperparameters()
         for key in ("net", "optimizer", "scheduler"):
             # Through the CLI these are the class_path/init_args config (so the init scheme, the
@@ -91,9 +118,10 @@ class ImageClassifier(LightningModule):
         object.__setattr__(self, "_compiled_net", torch.compile(self.net) if compile else None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self.needs_run_length = False  # set by _check_optimization
         self._check_optimization()
         # Epoch metrics per stage; no input checks or NaN checks, which cost a device sync per step.
-        for stage in STAGES:  # train_acc, train_loss, val_acc ...
+        for stage in STAGES:  # train_acc, train_loss, train_clean_acc, val_acc ...
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False))
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
         self.val_acc_best = MaxMetric()
@@ -116,15 +144,20 @@ class ImageClassifier(LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         # Logging the metric objects: Lightning computes them (synced across devices), then resets.
-        self.log(f"{stage}/loss", getattr(self, f"{stage}_loss"), prog_bar=stage == "val")
-        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc"), prog_bar=stage != "test")
+        suffix = "_clean" if stage == "train_clean" else ""
+        tag = stage.removesuffix("_clean")
+        self.log(f"{tag}/loss{suffix}", getattr(self, f"{stage}_loss"), prog_bar=stage == "val",
+                 add_dataloader_idx=False)
+        self.log(f"{tag}/acc{suffix}", getattr(self, f"{stage}_acc"), prog_bar=stage in ("train", "val"),
+                 add_dataloader_idx=False)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")[0]
 
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        # Loader 0 is the validation split, loader 1 the clean training subset (data module).
         # The logits go to callbacks (confusion matrix, misclassified images) without a second pass.
-        return self._step(batch, "val")[1].detach()
+        return self._step(batch, "val" if dataloader_idx == 0 else "train_clean")[1].detach()
 
     def test_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "test")[1].detach()
@@ -139,17 +172,28 @@ class ImageClassifier(LightningModule):
     def on_validation_epoch_end(self) -> None:
         val_acc = self.val_acc.compute()
         self._log_epoch("val")
+        # Values equal on all ranks (validation is not sharded), so sync_dist only averages equals.
+        if self.train_clean_acc.update_called:
+            clean_acc = self.train_clean_acc.compute()
+            self._log_epoch("train_clean")
+            # The overfitting signal: how much better the model does on what it trained on, both
+            # measured the same way (eval mode, no augmentation), with the same weights.
+            self.log_dict({"gap/acc": clean_acc - val_acc,
+                           "diagnosis/bias": self.hparams.human_accuracy - clean_acc,
+                           "diagnosis/variance": clean_acc - val_acc}, sync_dist=True, add_dataloader_idx=False)
+        self.log_dict(weight_statistics(self.net), sync_dist=True, add_dataloader_idx=False)
         if not self.trainer.sanity_checking:
             self.val_acc_best.update(val_acc)
             self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on all ranks
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
-        # The overfitting signal: how much better the model does on what it trained on. Validation
-        # has already run at this point of the epoch, so both accuracies are this epoch's.
-        val_acc = self.trainer.callback_metrics.get("val/acc")
-        if val_acc is not None:
-            self.log("gap/acc", self.train_acc.compute() - val_acc.to(self.device), sync_dist=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The metrics of the moment the checkpoint was saved (its epoch's validation, clean train
+        # accuracy, gap ...), so a summary of these weights can quote their own figures.
+        checkpoint["metrics"] = {name: float(value) for name, value in self.trainer.callback_metrics.items()
+                                 if isinstance(value, torch.Tensor) and value.numel() == 1}
 
     def _check_optimization(self) -> None:
         """Build the optimizer and scheduler once on a stand-in parameter, so a bad lr or
@@ -161,15 +205,17 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"model.optimizer: {err}") from None
         if self.scheduler_factory is None:
             return
-        try:
-            scheduler = self._make_scheduler(optimizer, total_steps=100)  # any length will do here
+        try:  # any length will do here
+            scheduler, self.needs_run_length = self._make_scheduler(optimizer, epochs=100, steps=100)
         except (ValueError, TypeError) as err:
             raise ValueError(f"model.scheduler: {err}") from None
-        if self.hparams.warmup_steps and isinstance(scheduler, STEP_WISE_SCHEDULERS):
+        if self.hparams.warmup_steps and isinstance(scheduler, NOT_CHAINABLE):
+            own = {OneCycleLR: " and has its own warm-up (pct_start)", CyclicLR: " and has its own warm-up (base_lr)"}
             raise ValueError(
                 f"model.warmup_steps={self.hparams.warmup_steps} cannot be combined with "
-                f"{type(scheduler).__name__}, which sets the rate itself every step and has its own "
-                "warm-up (OneCycleLR: pct_start; CyclicLR: base_lr)")
+                f"{type(scheduler).__name__}, which sets the rate from the base rate{own.get(type(scheduler), '')}: "
+                "a warm-up multiplied onto it would overshoot; use it with StepLR, MultiStepLR, ExponentialLR, "
+                "MultiplicativeLR, CosineAnnealingLR, PolynomialLR, LinearLR or ReduceLROnPlateau")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
@@ -177,7 +223,7 @@ class ImageClassifier(LightningModule):
         # One tag for the optimizer's rate, as LearningRateMonitor names it without a scheduler.
         name = f"lr-{type(optimizer).__name__}"
         if self.scheduler_factory is not None:
-            scheduler = self._make_scheduler(optimizer, int(self.trainer.estimated_stepping_batches))
+            scheduler, _ = self._make_scheduler(optimizer, *self._run_length())
             config = {"scheduler": scheduler, "name": name,
                       "interval": "step" if isinstance(scheduler, STEP_WISE_SCHEDULERS) else "epoch"}
             if isinstance(scheduler, ReduceLROnPlateau):
@@ -189,11 +235,32 @@ class ImageClassifier(LightningModule):
             schedulers.insert(0, {"scheduler": warmup, "interval": "step", "name": name})
         return [optimizer], schedulers
 
-    def _make_scheduler(self, optimizer, total_steps: int):
+    def _run_length(self) -> tuple[int, int]:
+        """The run's length in epochs and in optimizer steps, from the trainer's limits."""
+        steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(steps):
+            raise ValueError(f"model.scheduler needs the run's length, but trainer.max_epochs="
+                             f"{self.trainer.max_epochs} and trainer.max_steps={self.trainer.max_steps} set none")
+        per_epoch = max(1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches))
+        return max(1, math.ceil(steps / per_epoch)), int(steps)
+
+    def _make_scheduler(self, optimizer, epochs: int, steps: int):
+        """The configured scheduler, its left-out length set to the run's; and whether one was left out."""
         try:
-            return self.scheduler_factory(optimizer)
+            scheduler = self.scheduler_factory(optimizer)
+            missing = False
         except ValueError as err:
             # OneCycleLR needs the run's length when the config does not give it.
             if "total_steps" not in str(err):
                 raise
-            return self.scheduler_factory(optimizer, total_steps=total_steps)
+            scheduler, missing = self.scheduler_factory(optimizer, total_steps=steps), True
+        return scheduler, fill_run_length(scheduler, epochs) or missing
+
+
+def weight_statistics(net: nn.Module) -> dict[str, torch.Tensor]:
+    """The size of the conv and linear weights: L2 (ridge) shrinks the norm, L1 (lasso) makes exact zeros."""
+    with torch.no_grad():
+        weights = torch.cat([w.detach().flatten() for w in layer_weights(net)])
+        return {"weights/l2_norm": torch.linalg.vector_norm(weights),
+                "weights/zero_fraction": (weights == 0).float().mean(),
+                "weights/near_zero_fraction": (weights.abs() < NEAR_ZERO).float().mean()}

@@ -20,7 +20,9 @@ from project.augment import BatchAugment
 
 MONITORED_LAYERS = (nn.Conv2d, nn.Linear)
 # Declared in the hparams tab; TensorBoard fills in their latest logged values.
-HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "train/acc", "gap/acc", "test/acc", "test/loss")
+HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "train/acc_clean", "train/acc", "gap/acc",
+                  "diagnosis/bias", "diagnosis/variance", "weights/l2_norm", "weights/zero_fraction",
+                  "test/acc", "test/loss")
 
 
 def _tensorboard(trainer: Trainer):
@@ -225,7 +227,8 @@ class Pictures(Callback):
         self._start(trainer, pl_module, "val")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        self._batch(outputs, batch, "val")
+        if dataloader_idx == 0:  # loader 1 is the clean training subset
+            self._batch(outputs, batch, "val")
 
     def on_validation_epoch_end(self, trainer, pl_module):
         self._end(trainer, "val")
@@ -371,7 +374,8 @@ class PlainProgressBar(ProgressBar):
             return
         metrics = trainer.callback_metrics
         shown = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in
-                          ("train/loss", "train/acc", "val/loss", "val/acc", "gap/acc") if k in metrics)
+                          ("train/loss", "train/acc", "train/acc_clean", "val/loss", "val/acc", "gap/acc")
+                          if k in metrics)
         print(f"epoch {epochs_done}/{trainer.max_epochs}  {shown}", file=sys.stdout, flush=True)
 
 

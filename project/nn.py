@@ -102,24 +102,38 @@ def make_activation(name: str) -> nn.Module:
 
 
 # --- initialization ------------------------------------------------------------------------------
+#
+# By default xavier_* and kaiming_* are the textbook formulas, whatever the activation:
+#   Xavier/Glorot (Glorot & Bengio 2010): Var(w) = 2 / (n_in + n_out)
+#   He/Kaiming (He et al. 2015):          Var(w) = 2 / ((1 + a^2) n_in), a = the leaky_relu slope (0 for relu)
+# ``activation_gain=True`` scales them by torch's recommended gain for the activation instead
+# (nn.init.calculate_gain: sqrt(2) for ReLU-like units, 5/3 for tanh, 1 for sigmoid). The output
+# layer (the logits) has no activation after it, so it always gets gain 1.
 
 
-def _kaiming_nonlinearity(activation: str) -> str:
-    # He et al. 2015 derive the gain for ReLU-like units; tanh/sigmoid get their own gains.
-    return "leaky_relu" if activation == "leaky_relu" else _GAIN_NAMES.get(activation, "relu")
+def _activation_gain(activation: str, a: float) -> float:
+    if activation == "leaky_relu":
+        return nn.init.calculate_gain("leaky_relu", a)
+    return nn.init.calculate_gain(_GAIN_NAMES[activation])
 
 
 def _xavier(fill):
-    # Glorot & Bengio 2010: keeps activation and gradient variance equal through linear-ish units.
-    def init(w, activation="relu", gain=None, **kw):
-        fill(w, gain=nn.init.calculate_gain(_GAIN_NAMES[activation]) if gain is None else gain)
+    def init(w, activation="relu", gain=None, activation_gain=False, output=False, a=0.01, **kw):
+        if gain is None:
+            gain = _activation_gain(activation, a) if activation_gain and not output else 1.0
+        fill(w, gain=gain)
     return init
 
 
 def _kaiming(fill):
-    # He et al. 2015: keeps activation variance constant through ReLU layers.
-    def init(w, activation="relu", a=0.01, **kw):
-        fill(w, a=a if activation == "leaky_relu" else 0, nonlinearity=_kaiming_nonlinearity(activation))
+    def init(w, activation="relu", a=0.01, activation_gain=False, output=False, gain=None, **kw):
+        if output:
+            fill(w, nonlinearity="linear")  # gain 1: Var(w) = 1 / n_in
+        elif activation_gain:
+            slope = a if activation == "leaky_relu" else 0
+            fill(w, a=slope, nonlinearity="leaky_relu" if activation == "leaky_relu" else _GAIN_NAMES[activation])
+        else:
+            fill(w, a=a if activation == "leaky_relu" else 0, nonlinearity="leaky_relu")
     return init
 
 
@@ -138,14 +152,21 @@ INITS: dict[str, Callable[..., None]] = {
 
 INIT_SETTINGS = {"value", "low", "high", "mean", "std", "a", "gain"}
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def layer_weights(module: nn.Module) -> list[nn.Parameter]:
+    """The weights of every conv and linear layer: what the penalty acts on and the weight statistics describe."""
+    return [m.weight for m in module.modules() if isinstance(m, WEIGHT_LAYERS)]
 
 
 def init_weights(module: nn.Module, scheme: str = "kaiming_normal", *, activation: str = "relu",
-                 **kw) -> nn.Module:
+                 activation_gain: bool = False, output: nn.Module | None = None, **kw) -> nn.Module:
     """Initialize every conv and linear weight with ``scheme``; biases to 0, norm layers to (1, 0).
 
     Keyword settings: ``value`` (constant), ``low``/``high`` (uniform), ``mean``/``std`` (normal),
     ``a`` (the leaky_relu slope for Kaiming), ``gain`` (orthogonal, or to override Xavier's gain).
+    ``output`` is the layer that makes the logits: Xavier and Kaiming give it gain 1.
     """
     fill = _choice(INITS, "init", scheme)
     unknown = set(kw) - INIT_SETTINGS
@@ -154,8 +175,8 @@ def init_weights(module: nn.Module, scheme: str = "kaiming_normal", *, activatio
     if scheme == "default":
         return module
     for layer in module.modules():
-        if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-            fill(layer.weight, activation=activation, **kw)
+        if isinstance(layer, WEIGHT_LAYERS):
+            fill(layer.weight, activation=activation, activation_gain=activation_gain, output=layer is output, **kw)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
         elif isinstance(layer, _NORM_TYPES) and getattr(layer, "weight", None) is not None:
@@ -212,6 +233,7 @@ class ConvNet(Network):
         conv_dropout: float = 0.0,
         init: str = "kaiming_normal",
         init_kwargs: dict[str, float] | None = None,
+        activation_gain: bool = False,
     ):
         """
         Args:
@@ -227,6 +249,9 @@ class ConvNet(Network):
             init: weight initialization: default, zeros, constant, uniform, normal, xavier_uniform,
                 xavier_normal, kaiming_uniform, kaiming_normal, orthogonal.
             init_kwargs: settings of the init scheme (value, low, high, mean, std, a, gain).
+            activation_gain: scale xavier_*/kaiming_* by the activation's gain (torch's
+                calculate_gain: sqrt(2) for ReLU-like units, 5/3 for tanh); off, they are the
+                textbook Glorot Var 2/(n_in+n_out) and He Var 2/((1+a^2) n_in). The output layer gets gain 1.
         """
         super().__init__()
         channels, height, width = _check_input(input_shape, num_classes)
@@ -257,7 +282,8 @@ class ConvNet(Network):
                 make_activation(activation), nn.Dropout(dropout), nn.Linear(hidden, num_classes))
         else:
             self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels, num_classes))
-        init_weights(self, init, activation=activation, **(init_kwargs or {}))
+        init_weights(self, init, activation=activation, activation_gain=activation_gain, output=self.head[-1],
+                     **(init_kwargs or {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -279,6 +305,7 @@ class MLP(Network):
         dropout: float = 0.1,
         init: str = "kaiming_normal",
         init_kwargs: dict[str, float] | None = None,
+        activation_gain: bool = False,
     ):
         """
         Args:
@@ -291,6 +318,9 @@ class MLP(Network):
             dropout: dropout probability after each hidden layer, in [0, 1).
             init: weight initialization scheme (see ConvNet).
             init_kwargs: settings of the init scheme (value, low, high, mean, std, a, gain).
+            activation_gain: scale xavier_*/kaiming_* by the activation's gain (torch's
+                calculate_gain: sqrt(2) for ReLU-like units, 5/3 for tanh); off, they are the
+                textbook Glorot Var 2/(n_in+n_out) and He Var 2/((1+a^2) n_in). The output layer gets gain 1.
         """
         super().__init__()
         shape = _check_input(input_shape, num_classes)
@@ -305,7 +335,8 @@ class MLP(Network):
         self.flatten = nn.Flatten()
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Linear(features, num_classes)
-        init_weights(self, init, activation=activation, **(init_kwargs or {}))
+        init_weights(self, init, activation=activation, activation_gain=activation_gain, output=self.head,
+                     **(init_kwargs or {}))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.flatten(x)

@@ -8,7 +8,6 @@ import yaml
 from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from torch import nn
-from torch.optim.lr_scheduler import OneCycleLR, ReduceLROnPlateau, StepLR
 from torch.utils.data import DataLoader, TensorDataset
 
 from project.callbacks import NonFiniteLossError, NonFiniteLossGuard, WeightPenalty
@@ -66,7 +65,7 @@ def test_weight_penalty_gradient_equals_explicit_penalty(make_trainer, accumulat
     expected = plain_grads(model, batches, autocast=precision == "bf16-mixed")
     l1, l2 = 0.01, 0.05
     trainer = make_trainer(max_steps=1, accumulate_grad_batches=accumulate, precision=precision,
-                           callbacks=[WeightPenalty(l1=l1, l2=l2)])
+                           callbacks=[WeightPenalty(l1=l1, l2=l2, l1_mode="subgradient")])
     trainer.fit(model, loader())
     for name, grad in model.grads.items():
         want = expected[name]
@@ -97,9 +96,10 @@ def test_zero_penalty_changes_nothing_and_logs_nothing(make_trainer):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(l1=-0.1), r"WeightPenalty.l1=-0.1 must be a finite number >= 0"),
-    (dict(l2=float("nan")), r"WeightPenalty.l2=nan must be a finite number >= 0"),
-    (dict(l2=float("inf")), r"WeightPenalty.l2=inf must be"),
+    (dict(l1=-0.1), r"penalty.l1=-0.1 must be a finite number >= 0"),
+    (dict(l2=float("nan")), r"penalty.l2=nan must be a finite number >= 0"),
+    (dict(l2=float("inf")), r"penalty.l2=inf must be"),
+    (dict(l1=0.1, l1_mode="lasso"), r"penalty.l1_mode='lasso' is not known; choose one of \['proximal', 'subgradient'\]"),
 ])
 def test_weight_penalty_rejects_bad_coefficients(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -132,70 +132,10 @@ def test_default_config_has_early_stopping_and_checkpoints_on_val_loss():
     callbacks = {c["class_path"].rsplit(".", 1)[1]: c.get("init_args", {}) for c in config["trainer"]["callbacks"]}
     assert config["early_stopping"]["class_path"].endswith("EarlyStopping")
     assert config["early_stopping"]["init_args"]["monitor"] == "val/loss"
-    assert config["penalty"] == {"l1": 0.0, "l2": 0.0, "include_bias_and_norm": False}
+    assert config["penalty"] == {"l1": 0.0, "l2": 0.0, "l1_mode": "proximal", "include_bias_and_norm": False}
     assert callbacks["ModelCheckpoint"]["monitor"] == "val/loss" and callbacks["ModelCheckpoint"]["save_last"]
     assert callbacks["StepLearningRate"]["logging_interval"] == "step"
     assert "NonFiniteLossGuard" in callbacks
-
-
-def run_schedule(make_trainer, scheduler, warmup_steps=0, epochs=3, batches=5):
-    lrs = []
-
-    class Record(ImageClassifier):
-        def on_train_batch_start(self, batch, batch_idx):
-            lrs.append(self.optimizers().param_groups[0]["lr"])
-
-    model = Record(net=lambda shape, classes: MLP(shape, classes, hidden=[16]),
-                   optimizer=lambda p: torch.optim.SGD(p, lr=0.1), scheduler=scheduler,
-                   warmup_steps=warmup_steps)
-    trainer = make_trainer(max_epochs=epochs, limit_train_batches=batches, limit_val_batches=1)
-    trainer.fit(model, ImageDataModule(batch_size=16, augment=[]))
-    return lrs, trainer
-
-
-def torch_schedule(make, per_batch: bool, epochs=3, batches=5):
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
-    scheduler, lrs = make(optimizer), []
-    for _ in range(epochs):
-        for _ in range(batches):
-            lrs.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            if per_batch:
-                scheduler.step()
-        if not per_batch:
-            scheduler.step()
-    return lrs
-
-
-def test_epoch_scheduler_steps_per_epoch(make_trainer):
-    make = lambda o: StepLR(o, step_size=1, gamma=0.5)  # noqa: E731
-    lrs, _ = run_schedule(make_trainer, make)
-    assert lrs == pytest.approx(torch_schedule(make, per_batch=False))
-    assert lrs[:5] == [0.1] * 5 and lrs[5] == pytest.approx(0.05)
-
-
-def test_one_cycle_steps_per_batch_and_learns_its_length(make_trainer):
-    lrs, trainer = run_schedule(make_trainer, lambda o, **kw: OneCycleLR(o, max_lr=0.5, **kw))
-    expected = torch_schedule(lambda o: OneCycleLR(o, max_lr=0.5, total_steps=15), per_batch=True)
-    assert lrs == pytest.approx(expected)
-    assert trainer.lr_scheduler_configs[0].interval == "step"
-
-
-def test_warmup_multiplies_onto_an_epoch_schedule(make_trainer):
-    lrs, _ = run_schedule(make_trainer, lambda o: StepLR(o, step_size=1, gamma=0.5), warmup_steps=4)
-    hand = [0.1 * (0.1 + 0.9 * min(t, 4) / 4) * 0.5 ** (t // 5) for t in range(15)]
-    assert lrs == pytest.approx(hand)
-
-
-def test_plateau_watches_val_loss(make_trainer):
-    _, trainer = run_schedule(make_trainer, lambda o: ReduceLROnPlateau(o, patience=0), epochs=1)
-    config = trainer.lr_scheduler_configs[0]
-    assert config.monitor == "val/loss" and config.interval == "epoch"
-
-
-def test_warmup_refuses_schedules_that_set_the_rate_themselves(make_trainer):
-    with pytest.raises(ValueError, match="warmup_steps=3 cannot be combined with OneCycleLR.*pct_start"):
-        run_schedule(make_trainer, lambda o, **kw: OneCycleLR(o, max_lr=0.5, total_steps=100), warmup_steps=3)
 
 
 class NaNAt(Tiny):
@@ -218,3 +158,38 @@ def test_non_finite_loss_stops_at_the_step_and_keeps_good_checkpoint(make_traine
     saved = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 4
     assert all(torch.isfinite(v).all() for v in saved["state_dict"].values())
+
+
+def test_proximal_l1_soft_thresholds_after_each_step(make_trainer):
+    model = Tiny()  # SGD, lr 0.1
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    grads = plain_grads(model, [(X[:8], Y[:8])])
+    l1 = 2.0  # threshold lr * l1 = 0.2
+    make_trainer(max_steps=1, callbacks=[WeightPenalty(l1=l1)]).fit(model, loader())
+    zeros = 0
+    for name, p in model.named_parameters():
+        want = initial[name] - 0.1 * grads[name]
+        if name in WEIGHTS:
+            want = torch.sign(want) * (want.abs() - 0.2).clamp_min(0)
+            zeros += int((p == 0).sum())
+        assert torch.allclose(p.detach(), want, atol=1e-6), name
+    assert zeros > 0
+
+
+def _l1_run(make_trainer, mode):
+    model = ImageClassifier(net=lambda s, c: MLP(s, c, hidden=[32], norm="none", dropout=0.0),
+                            optimizer=lambda p: torch.optim.SGD(p, lr=0.1), channels_last=False)
+    trainer = make_trainer(max_epochs=3, num_sanity_val_steps=0, callbacks=[WeightPenalty(l1=0.02, l1_mode=mode)])
+    trainer.fit(model, ImageDataModule(batch_size=32, augment=[]))
+    weights = torch.cat([model.net.blocks[0][0].weight.flatten(), model.net.head.weight.flatten()])
+    return trainer.callback_metrics, weights
+
+
+def test_l1_proximal_makes_exact_zeros_and_subgradient_does_not(make_trainer):
+    metrics, weights = _l1_run(make_trainer, "proximal")
+    zero_fraction = (weights == 0).float().mean().item()
+    assert zero_fraction > 0.2
+    assert metrics["weights/zero_fraction"].item() == pytest.approx(zero_fraction, abs=1e-6)
+    metrics, weights = _l1_run(make_trainer, "subgradient")
+    assert (weights == 0).sum() == 0 and metrics["weights/zero_fraction"].item() == 0
+    assert metrics["weights/near_zero_fraction"].item() > 0  # small, never exactly zero

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from project.cli import ProjectCLI, main
+from project.callbacks import WeightPenalty
 from project.model import ImageClassifier
+from project.nn import layer_weights
 
 QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
@@ -71,7 +73,7 @@ BAD_INPUTS = [
      "model.optimizer: Invalid momentum value: -1.0"),
     (["--model.warmup_steps=-3"], "model.warmup_steps=-3 must be >= 0"),
     (["--model.net.init_args.init_kwargs={sd: 1}"], "init_kwargs has unknown keys ['sd']"),
-    (["--penalty.l1=-0.5"], "WeightPenalty.l1=-0.5 must be a finite number >= 0"),
+    (["--penalty.l1=-0.5"], "penalty.l1=-0.5 must be a finite number >= 0"),
     (["--penalty.l2=abc"], 'Parser key "penalty.l2"'),
     (["--early_stopping.mode=up"], "mode"),
     (["--early_stopping.patience=soon"], 'Parser key "early_stopping"'),
@@ -125,3 +127,71 @@ def test_early_stopping_and_penalty_have_their_own_keys():
     assert len(stopping) == 1 and stopping[0].patience == 2 and stopping[0].monitor == "val/loss"
     cli = ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--early_stopping=null", "--test_after_fit=false", *QUICK])
     assert not [c for c in cli.trainer.callbacks if type(c).__name__ == "EarlyStopping"]
+
+
+def _summary_value(out: str, label: str) -> float:
+    line = next(line for line in out.splitlines() if line.startswith(label))
+    return float(line[len(label):].split()[0])
+
+
+def test_summary_quotes_the_tested_checkpoints_own_figures(capsys):
+    cli = ProjectCLI(args=["fit", "--trainer.max_epochs=6", "--data.train_size=300", *QUICK])
+    out = capsys.readouterr().out
+    best = cli.trainer.checkpoint_callback.best_model_path
+    model, dm = ImageClassifier.load_from_checkpoint(best).eval(), cli.datamodule
+    with torch.no_grad():
+        val = (model(dm.prepare(dm.val_set.images)).argmax(-1) == dm.val_set.labels).float().mean().item()
+        clean = (model(dm.prepare(dm.train_clean_set.images)).argmax(-1) == dm.train_clean_set.labels).float().mean().item()
+    assert _summary_value(out, "val accuracy") == pytest.approx(val, abs=1e-4)
+    assert _summary_value(out, "clean train acc") == pytest.approx(clean, abs=1e-4)
+    epoch = torch.load(best, weights_only=True)["epoch"] + 1
+    assert f"best checkpoint (by val/loss), after epoch {epoch}" in out
+    assert _summary_value(out, "variance") == pytest.approx(clean - val, abs=1e-4)
+    assert _summary_value(out, "bias") == pytest.approx(1 - clean, abs=1e-4)
+
+
+def test_diagnosis_of_a_run_built_to_overfit(capsys):
+    ProjectCLI(args=["fit", "--data.train_size=50", "--data.augment=[]", "--model.net.dropout=0",
+                     "--trainer.max_epochs=40", "--early_stopping=null", "--test_ckpt=last", *QUICK])
+    out = capsys.readouterr().out
+    assert _summary_value(out, "bias") <= 0.02 and _summary_value(out, "variance") > 0.05
+    assert "verdict   high variance (overfitting)" in out and "reduce variance: more data" in out
+
+
+def test_diagnosis_of_a_run_built_to_underfit(capsys):
+    ProjectCLI(args=["fit", "--model.optimizer.lr=0.00001", "--model.net.norm=none", "--trainer.max_epochs=2",
+                     "--model.scheduler=null", *QUICK])
+    out = capsys.readouterr().out
+    assert _summary_value(out, "bias") > 0.3
+    assert "verdict   high bias" in out and "reduce bias first: a bigger network" in out
+
+
+def test_human_level_accuracy_moves_the_bias(capsys):
+    ProjectCLI(args=["fit", "--trainer.max_epochs=2", "--model.human_accuracy=0.9", *QUICK])
+    out = capsys.readouterr().out
+    assert _summary_value(out, "bias") == pytest.approx(0.9 - _summary_value(out, "clean train acc"), abs=2e-4)
+
+
+def test_resume_with_new_penalty_settings_uses_them(capsys):
+    ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--test_after_fit=false", *QUICK])
+    cli = ProjectCLI(args=["fit", "--ckpt_path=last", "--trainer.max_epochs=2", "--penalty.l2=0.5",
+                           "--test_after_fit=false", *QUICK])
+    penalty = next(c for c in cli.trainer.callbacks if isinstance(c, WeightPenalty))
+    assert penalty.l2 == 0.5 and len(penalty._params) == len(layer_weights(cli.model)) == 5  # 3 convs, 2 linears
+    assert cli.trainer.callback_metrics["train/penalty"].item() > 0
+    assert "note: penalty settings" in capsys.readouterr().err
+
+
+def test_gradient_norms_are_measured_after_the_penalty(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    l2 = 100.0
+    cli = ProjectCLI(args=["fit", "--trainer.max_steps=1", "--trainer.log_every_n_steps=1", f"--penalty.l2={l2}",
+                           "--early_stopping=null",
+                           "--test_after_fit=false", *QUICK])
+    events = EventAccumulator(str(tmp_path / "logs" / "default" / "version_0"))
+    events.Reload()
+    measured = events.Scalars("grad_norm/total")[0].value
+    weights = torch.cat([w.detach().flatten() for w in layer_weights(cli.model)])
+    # the penalty's gradient 2 * l2 * w dwarfs the loss's; one Adam step moves w by at most lr
+    assert measured == pytest.approx(2 * l2 * weights.norm().item(), rel=0.2)

@@ -115,14 +115,14 @@ class _Recorder(LightningModule):
     def __init__(self):
         super().__init__()
         self.layer = torch.nn.Linear(1, 1)
-        self.seen = {"train": [], "val": []}
+        self.seen = {"train": [], "val": [], "train_clean": []}
 
     def training_step(self, batch, i):
         self.seen["train"].append(batch[0].clone())
         return self.layer(batch[0].mean().view(1, 1)).sum()
 
-    def validation_step(self, batch, i):
-        self.seen["val"].append(batch[0].clone())
+    def validation_step(self, batch, i, dataloader_idx=0):
+        self.seen["val" if dataloader_idx == 0 else "train_clean"].append(batch[0].clone())
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.0)
@@ -134,6 +134,8 @@ def test_augmentation_applies_in_training_only(make_trainer):
     make_trainer(limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0).fit(model, dm)
     plain_val = dm.prepare(dm.val_set.images[:8])
     assert torch.allclose(model.seen["val"][0], plain_val)
+    # the clean training subset is evaluated without augmentation too
+    assert torch.allclose(model.seen["train_clean"][0], dm.prepare(dm.train_clean_set.images[:8]))
     train_batch = model.seen["train"][0]
     assert train_batch.shape == (8, 1, 8, 8) and train_batch.dtype == torch.float32
     # normalized augmented data is not any plain training batch
@@ -177,3 +179,28 @@ def test_hflip_and_crop_are_exact_pixel_moves():
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ImageDataModule(**kwargs)
+
+
+def test_clean_training_subset_is_fixed_stratified_and_as_large_as_validation():
+    dm = ImageDataModule(augment=[])
+    dm.setup()
+    clean = dm.train_clean_set
+    assert len(clean) == len(dm.val_set) == 180
+    # drawn from the training split: every clean image is a training image
+    train = {tuple(x.flatten().tolist()) for x in dm.train_set.images}
+    assert all(tuple(x.flatten().tolist()) in train for x in clean.images)
+    # stratified: each class's share within one sample of its share in the training split
+    share = torch.bincount(dm.train_set.labels, minlength=10) / len(dm.train_set)
+    assert (torch.bincount(clean.labels, minlength=10) - share * len(clean)).abs().max() <= 1
+    again = ImageDataModule(augment=[])
+    again.setup()
+    assert torch.equal(again.train_clean_set.images, clean.images)
+
+
+@pytest.mark.parametrize("size,expected", [(0, None), (50, 50), (None, 100)])
+def test_clean_training_subset_size(size, expected):
+    dm = ImageDataModule(augment=[], train_size=100, clean_train_size=size)
+    dm.setup()
+    assert (dm.train_clean_set is None) if expected is None else len(dm.train_clean_set) == expected
+    loaders = dm.val_dataloader()
+    assert isinstance(loaders, list) == (expected is not None)

@@ -2,19 +2,54 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from project.model import ImageClassifier
+from project.data import ImageDataModule
+from project.model import ImageClassifier, weight_statistics
 from project.nn import MLP, ConvNet
 
 
-def test_logs_stage_metrics_and_the_gap(make_trainer, digits):
-    model = ImageClassifier()
-    trainer = make_trainer(max_epochs=2, limit_train_batches=4, limit_val_batches=2, num_sanity_val_steps=0)
-    trainer.fit(model, digits)
-    metrics = trainer.callback_metrics
-    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "gap/acc"} <= set(metrics)
-    assert metrics["gap/acc"].item() == pytest.approx((metrics["train/acc"] - metrics["val/acc"]).item(), abs=1e-6)
-    trainer.test(model, digits, verbose=False)
+def _hand_accuracy(model, dm, split) -> float:
+    """Accuracy by a plain PyTorch loop: eval mode, no augmentation, the whole split."""
+    model.eval()
+    with torch.no_grad():
+        predictions = model(dm.prepare(split.images)).argmax(-1)
+    return (predictions == split.labels).float().mean().item()
+
+
+def test_clean_train_accuracy_gap_bias_and_variance_match_an_independent_eval(make_trainer):
+    # Dropout and augmentation make the running training accuracy (train mode, augmented
+    # images) lower than what the weights really do on training images.
+    dm = ImageDataModule(batch_size=32, train_size=300, augment=[{"name": "rotation", "degrees": 40}, "erasing"])
+    model = ImageClassifier(net=lambda s, c: ConvNet(s, c, widths=[16, 32], hidden=32, dropout=0.5),
+                            human_accuracy=0.97)
+    trainer = make_trainer(max_epochs=4, num_sanity_val_steps=0)
+    trainer.fit(model, dm)
+    metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    assert {"train/loss", "train/acc", "train/acc_clean", "train/loss_clean", "val/loss", "val/acc",
+            "val/acc_best", "gap/acc", "diagnosis/bias", "diagnosis/variance"} <= set(metrics)
+    clean, val = _hand_accuracy(model, dm, dm.train_clean_set), _hand_accuracy(model, dm, dm.val_set)
+    assert metrics["train/acc_clean"] == pytest.approx(clean, abs=1e-6)
+    assert metrics["val/acc"] == pytest.approx(val, abs=1e-6)
+    assert metrics["gap/acc"] == pytest.approx(clean - val, abs=1e-6)
+    assert metrics["diagnosis/variance"] == pytest.approx(clean - val, abs=1e-6)
+    assert metrics["diagnosis/bias"] == pytest.approx(0.97 - clean, abs=1e-6)
+    with torch.no_grad():
+        loss = F.cross_entropy(model(dm.prepare(dm.train_clean_set.images)), dm.train_clean_set.labels)
+    assert metrics["train/loss_clean"] == pytest.approx(loss.item(), rel=1e-5)
+    # the running accuracy is still logged, and here it is not the clean one
+    assert metrics["train/acc"] != pytest.approx(clean, abs=1e-3)
+    trainer.test(model, dm, verbose=False)
     assert {"test/loss", "test/acc"} <= set(trainer.callback_metrics)
+
+
+def test_weight_statistics_count_exact_zeros_and_the_norm():
+    net = MLP((1, 2, 2), 2, hidden=[3], norm="none")
+    with torch.no_grad():
+        net.blocks[0][0].weight.copy_(torch.tensor([[0.0, 3.0, 0.0, 0.0], [4.0, 0.0, 0.0, 0.0005], [0.0] * 4]))
+        net.head.weight.zero_()
+    stats = weight_statistics(net)
+    assert stats["weights/l2_norm"].item() == pytest.approx(5.0, rel=1e-6)
+    assert stats["weights/zero_fraction"].item() == pytest.approx(15 / 18)  # 12 + 6 weights, 3 non-zero
+    assert stats["weights/near_zero_fraction"].item() == pytest.approx(16 / 18)
 
 
 def test_validation_accuracy_is_over_the_whole_split(make_trainer, digits):
@@ -67,6 +102,8 @@ def test_channels_last_gives_the_same_outputs():
     (dict(label_smoothing=1.0), r"model.label_smoothing=1.0 must be in \[0, 1\)"),
     (dict(warmup_steps=-1), "model.warmup_steps=-1 must be >= 0"),
     (dict(warmup_start_factor=0.0), r"model.warmup_start_factor=0.0 must be in \(0, 1\]"),
+    (dict(human_accuracy=1.5), r"model.human_accuracy=1.5 must be in \(0, 1\]"),
+    (dict(diagnosis_tolerance=-0.1), r"model.diagnosis_tolerance=-0.1 must be in \[0, 1\)"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):

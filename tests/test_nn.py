@@ -16,31 +16,59 @@ def _layer(scheme, activation="relu", **kw):
     return init_weights(layer, scheme, activation=activation, **kw)
 
 
-def test_kaiming_normal_std_matches_he():
-    w = _layer("kaiming_normal").weight
-    assert w.std().item() == pytest.approx(math.sqrt(2 / 800), rel=0.02)
+# The lecture's formulas: Xavier/Glorot Var = 2 / (n_in + n_out); He Var = 2 / ((1 + a^2) n_in).
+N_IN, N_OUT = 800, 400
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "gelu"])
+def test_kaiming_normal_std_is_he_whatever_the_activation(activation):
+    w = _layer("kaiming_normal", activation=activation).weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / N_IN), rel=0.02)
     assert w.mean().item() == pytest.approx(0, abs=0.002)
 
 
 def test_kaiming_uses_leaky_relu_slope():
     w = _layer("kaiming_normal", activation="leaky_relu", a=0.2).weight
-    assert w.std().item() == pytest.approx(math.sqrt(2 / (1 + 0.2**2) / 800), rel=0.02)
+    assert w.var().item() == pytest.approx(2 / ((1 + 0.2**2) * N_IN), rel=0.04)
 
 
-def test_kaiming_uniform_bound():
+def test_kaiming_uniform_bound_gives_he_variance():
     w = _layer("kaiming_uniform").weight
-    bound = math.sqrt(2) * math.sqrt(3 / 800)
+    bound = math.sqrt(3 * 2 / N_IN)  # uniform(-b, b) has variance b^2 / 3
     assert w.abs().max().item() <= bound
     assert w.abs().max().item() > 0.99 * bound
+    assert w.var().item() == pytest.approx(2 / N_IN, rel=0.04)
 
 
-def test_xavier_uniform_bounds_and_normal_std():
-    bound = math.sqrt(2) * math.sqrt(6 / (800 + 400))  # relu gain
-    w = _layer("xavier_uniform").weight
-    assert w.abs().max().item() <= bound
-    assert w.abs().max().item() > 0.99 * bound
-    w = _layer("xavier_normal", activation="tanh").weight
-    assert w.std().item() == pytest.approx(5 / 3 * math.sqrt(2 / 1200), rel=0.02)
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_xavier_is_glorot_with_gain_one(activation):
+    w = _layer("xavier_normal", activation=activation).weight
+    assert w.std().item() == pytest.approx(math.sqrt(2 / (N_IN + N_OUT)), rel=0.02)
+    bound = math.sqrt(6 / (N_IN + N_OUT))
+    w = _layer("xavier_uniform", activation=activation).weight
+    assert 0.99 * bound < w.abs().max().item() <= bound
+
+
+def test_activation_gain_is_an_explicit_option():
+    w = _layer("xavier_normal", activation="tanh", activation_gain=True).weight
+    assert w.std().item() == pytest.approx(5 / 3 * math.sqrt(2 / (N_IN + N_OUT)), rel=0.02)
+    w = _layer("xavier_normal", activation="relu", activation_gain=True).weight
+    assert w.std().item() == pytest.approx(math.sqrt(2) * math.sqrt(2 / (N_IN + N_OUT)), rel=0.02)
+    w = _layer("kaiming_normal", activation="tanh", activation_gain=True).weight
+    assert w.std().item() == pytest.approx(5 / 3 / math.sqrt(N_IN), rel=0.02)
+
+
+@pytest.mark.parametrize("scheme,std", [("kaiming_normal", lambda n_in, n_out: math.sqrt(1 / n_in)),
+                                        ("xavier_normal", lambda n_in, n_out: math.sqrt(2 / (n_in + n_out)))])
+def test_output_layer_gets_gain_one(scheme, std):
+    torch.manual_seed(0)
+    net = MLP((1, 40, 40), 500, hidden=[1000], init=scheme, activation_gain=True)
+    hidden, logits = net.blocks[0][0].weight, net.head.weight
+    assert logits.std().item() == pytest.approx(std(1000, 500), rel=0.03)
+    gain = math.sqrt(2)  # relu, on the hidden layer only
+    assert hidden.std().item() == pytest.approx(gain * std(1600, 1000), rel=0.03)
+    conv = ConvNet((1, 8, 8), 10, widths=[8], hidden=600, init="kaiming_normal")
+    assert conv.head[-1].weight.std().item() == pytest.approx(math.sqrt(1 / 600), rel=0.1)
 
 
 def test_orthogonal_rows_are_orthonormal():
