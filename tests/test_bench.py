@@ -7,7 +7,7 @@ def test_quick_benchmark_report_has_every_measure(tmp_path):
     lines = []
     report = bench.run(bench.TINY, tmp_path, echo=lines.append)
     measures = [row["measure"] for row in report["rows"]]
-    for prefix in ("1.", "2.", "3.", "4.", "5a.", "5b.", "5c.", "5d."):
+    for prefix in ("1.", "2.", "3.", "4.", "5a.", "5b.", "5c.", "5d.", "5f."):
         assert any(m.startswith(prefix) for m in measures), prefix
     for row in report["rows"]:
         if row["ratio"] is not None:
