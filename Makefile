@@ -11,7 +11,9 @@ CONFIGS := --config $(CONFIG) $(if $(EXPERIMENT),--config configs/experiment/bas
 
 .DEFAULT_GOAL := help
 EXPERIMENTS ?=
-SEEDS ?= 0,1
+SEEDS ?= 0,1,2,3,4
+VARY ?= both
+JOBS ?=
 DATASET ?=
 NAME ?= default
 
@@ -20,7 +22,7 @@ NAME ?= default
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: CONFIG=path.yaml EXPERIMENT=name ARGS='--trainer.max_epochs=5 ...'"
-	@echo "             EXPERIMENTS=baseline,dropout SEEDS=0,1,2 DATASET=mnist NAME=study (make compare)"
+	@echo "             EXPERIMENTS=baseline,dropout SEEDS=0,1,2 VARY=both|data|init JOBS=2 DATASET=mnist NAME=study (make compare)"
 
 install: $(VENV)/.installed ## make .venv and install the project with its dev tools (idempotent)
 
@@ -39,8 +41,8 @@ test: install ## run the test suite (slow tests excluded)
 test-all: install ## run every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''
 
-compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1 DATASET= NAME=)
-	$(BIN)/python -m project.compare --seeds $(SEEDS) --name $(NAME) \
+compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME=)
+	$(BIN)/python -m project.compare --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) $(if $(ARGS),-- $(ARGS))
 
 bench: install ## measure speed as ratios to hand-written references, write logs/bench/ (several minutes)

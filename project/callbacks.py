@@ -139,7 +139,8 @@ class NonFiniteLossGuard(Callback):
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
         if bool(torch.isfinite(loss)):
             return
-        checkpoint = getattr(trainer.checkpoint_callback, "last_model_path", "") or \
+        saved = [getattr(c, "last_model_path", "") for c in trainer.checkpoint_callbacks]
+        checkpoint = next((path for path in saved if path), "") or \
             getattr(trainer.checkpoint_callback, "best_model_path", "")
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was saved yet"
         raise NonFiniteLossError(

@@ -11,17 +11,23 @@ import io
 import os
 import random
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be found, read or used with this model."""
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written (full disk, unwritable folder); the previous one is whole."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -33,16 +39,23 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         partial = path.with_name(f".{path.name}.partial")
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            for leftover in path.parent.glob(".*.partial"):  # from a run killed mid-write
+                leftover.unlink(missing_ok=True)
             with open(partial, "wb") as f:
                 f.write(buffer.getbuffer())
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(partial, path)
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            raise CheckpointWriteError(
+                f"cannot write checkpoint {path.name} to {path.parent}: {err.strerror or err}; "
+                f"the checkpoints already there are whole") from None
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
@@ -77,20 +90,73 @@ def _as_tuples(value):
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
+class LastCheckpoint(Checkpoint):
+    """Writes ``last.ckpt`` at the end of every training epoch and at the end of fit, whatever the
+    monitored metric did: the point a resumed run continues from.
+
+    Lightning 2.6's ``ModelCheckpoint(save_last=True)`` rewrites it only when a top-k checkpoint
+    is saved, so it held the best epoch, not the last. As a ``Checkpoint`` this runs after early
+    stopping and ModelCheckpoint at each epoch end, so their state in the file is the epoch's.
+    """
+
+    def __init__(self):
+        self.last_model_path = ""
+        self._saved_step = -1
+
+    def _save(self, trainer: Trainer) -> None:
+        folder = checkpoint_folder(trainer)
+        if folder is None or trainer.sanity_checking or self._saved_step == trainer.global_step:
+            return
+        path = folder / LAST
+        trainer.save_checkpoint(path)
+        self.last_model_path, self._saved_step = str(path), trainer.global_step
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._save(trainer)  # a run stopped by max_steps mid-epoch
+
+    def state_dict(self) -> dict:
+        return {"last_model_path": self.last_model_path}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.last_model_path = state_dict.get("last_model_path", "")
+
+
+LAST, INTERRUPTED = "last.ckpt", "interrupted.ckpt"
+
+
+def checkpoint_folder(trainer: Trainer) -> Path | None:
+    """The run's checkpoint folder: ModelCheckpoint's, or <log_dir>/checkpoints."""
+    folder = getattr(trainer.checkpoint_callback, "dirpath", None)
+    if folder:
+        return Path(folder)
+    if trainer.loggers and trainer.log_dir:
+        return Path(trainer.log_dir) / "checkpoints"
+    return None
+
+
 class CheckpointOnInterrupt(Callback):
     """On SIGTERM or Ctrl-C, saves the state of the moment as ``interrupted.ckpt``.
 
-    ``last.ckpt`` stays the end of the last finished epoch, the point an exact resume starts
-    from (``--ckpt_path last``); ``interrupted.ckpt`` keeps the partial epoch and can be resumed
-    explicitly (``--ckpt_path .../interrupted.ckpt``), continuing mid-epoch.
+    ``last.ckpt`` stays the end of the last finished epoch; ``interrupted.ckpt`` keeps the partial
+    epoch. ``--ckpt_path last`` resumes from whichever of the two is newer. ``interrupted`` records
+    the signal and the file, so the command line can say so and exit with 128 + the signal number.
     """
+
+    interrupted: tuple[int, str | None] | None = None
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
-        folder = getattr(trainer.checkpoint_callback, "dirpath", None)
-        if folder:
-            trainer.save_checkpoint(Path(folder) / "interrupted.ckpt")
+        signum = signal.SIGTERM if isinstance(exception, SIGTERMException) else signal.SIGINT
+        folder = checkpoint_folder(trainer)
+        path = None
+        if folder is not None and trainer.state.fn == "fit":
+            path = folder / INTERRUPTED
+            trainer.save_checkpoint(path)
+        CheckpointOnInterrupt.interrupted = (int(signum), str(path) if path else None)
 
 
 def _version_number(folder: Path) -> int:
@@ -98,33 +164,42 @@ def _version_number(folder: Path) -> int:
     return int(match.group(1)) if match else -1
 
 
-def resolve_checkpoint(ckpt_path: str, save_dir: str, name: str) -> tuple[Path, str | None]:
-    """The checkpoint to load and, when it lies in a run folder of this logger, that folder's name.
+def resolve_checkpoint(ckpt_path: str, save_dir: str, name: str) -> tuple[Path, Path | None]:
+    """The checkpoint to load and, when it lies in a run folder (``.../version_N/checkpoints/``), that folder.
 
-    ``last`` means ``last.ckpt`` of the newest ``<save_dir>/<name>/version_N/checkpoints/``.
+    ``last`` means the newest resumable state of the newest ``<save_dir>/<name>/version_N/``:
+    ``interrupted.ckpt`` when it is newer than ``last.ckpt`` (a run stopped mid-epoch, or before
+    its first epoch ended), else ``last.ckpt``.
     """
     runs = Path(save_dir) / name
     if ckpt_path == "last":
-        found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: _version_number(p.parents[1]))
-        if not found:
-            raise CheckpointError(f"ckpt_path=last: no run to resume, no version_*/checkpoints/last.ckpt under {runs}")
-        path = found[-1]
+        folders = sorted({p.parents[1] for pattern in (LAST, INTERRUPTED)
+                          for p in runs.glob(f"version_*/checkpoints/{pattern}")}, key=_version_number)
+        if not folders:
+            raise CheckpointError(f"ckpt_path=last: no run to resume, no version_*/checkpoints/{LAST} or "
+                                  f"{INTERRUPTED} under {runs}")
+        candidates = [p for p in (folders[-1] / "checkpoints" / n for n in (LAST, INTERRUPTED)) if p.is_file()]
+        path = max(candidates, key=lambda p: p.stat().st_mtime_ns)
     else:
         path = Path(ckpt_path)
         if not path.is_file():
             raise CheckpointError(f"ckpt_path={ckpt_path}: no such file")
-    run_folder = path.resolve().parents[1]
-    same_logger = path.parent.name == "checkpoints" and run_folder.parent == runs.resolve()
-    return path, run_folder.name if same_logger else None
+    run_folder = path.parents[1] if len(path.parents) > 1 else None
+    in_a_run = path.parent.name == "checkpoints" and run_folder is not None and _version_number(run_folder) >= 0
+    return path, run_folder if in_a_run else None
 
 
 def read_checkpoint(path: Path) -> dict:
     """Loads a checkpoint safely (``weights_only``: no code from the file runs) and checks it is ours."""
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a run killed before writing it, or a copy "
+                              "that failed")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"checkpoint {path} cannot be read (truncated, corrupt or not a safe PyTorch "
-                              f"checkpoint): {str(err).splitlines()[0]}") from None
+                              f"checkpoint): {reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
         raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint of this project")
     return checkpoint

@@ -7,18 +7,23 @@ YAML key (``project fit --print_config`` shows them all).
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Literal
 
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from project.callbacks import WeightPenalty
-from project.checkpoints import CheckpointError, check_matches, read_checkpoint, resolve_checkpoint
+from project.checkpoints import (CheckpointError, CheckpointOnInterrupt, CheckpointWriteError, check_matches,
+                                 read_checkpoint, resolve_checkpoint)
 from project.data import DataError, ImageDataModule
 from project.diagnosis import Diagnosis
 from project.model import ImageClassifier
@@ -46,6 +51,7 @@ class ProjectCLI(LightningCLI):
                           if kwargs.get("run", True) else defaults)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         self._started = time.perf_counter()
+        self._checkpoint = None
         super().__init__(ImageClassifier, ImageDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -61,26 +67,65 @@ class ProjectCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
 
-    def before_instantiate_classes(self) -> None:
+    def _parse_ckpt_path(self) -> None:
+        """Every --ckpt_path (a file or ``last``, in fit/validate/test/predict) is read safely and
+        checked here, before anything runs. Lightning's own version loads the file unchecked and
+        lets the checkpoint's model settings silently replace the user's flags."""
         self._checkpoint = None
+        subcommand = self.config.get("subcommand")
+        config = self.config.get(subcommand) if subcommand else None
+        if not config or not config.get("ckpt_path"):
+            return
+        save_dir, name, _ = _logger_settings(config)
+        try:
+            path, run_folder = resolve_checkpoint(config.ckpt_path, save_dir, name)
+            checkpoint = read_checkpoint(path)
+        except CheckpointError as err:
+            _stop(err)
+        defaults = self._subcommand_parsers[subcommand].get_defaults()
+        conflicts = checkpoint_conflicts(checkpoint, _as_dict(config), _as_dict(defaults))
+        if conflicts:
+            _stop(f"--ckpt_path {path} was saved with other settings: {'; '.join(conflicts)}; "
+                  "drop these flags or use a checkpoint saved with them")
+        hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in MODEL_KEYS}
+        if hparams:  # the checkpoint's network where the user set none (it cannot load into another)
+            configured = _as_dict(config.get("model", {})).get("net")
+            if configured != json.loads(json.dumps(hparams.get("net"), default=str)):
+                def short(net) -> str:
+                    return str(net.get("class_path", net)).rsplit(".", 1)[-1] if isinstance(net, dict) else str(net)
+                print(f"note: model.net is the checkpoint's {short(hparams.get('net'))} with its saved settings, "
+                      f"not the configured {short(configured)}", file=sys.stderr, flush=True)
+            try:
+                self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+            except SystemExit:
+                _stop(f"--ckpt_path {path}: its model settings {hparams} cannot be read by this version")
+        self.config[subcommand].ckpt_path = str(path)
+        self._checkpoint = (path, checkpoint, run_folder)
+
+    def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else None
         if not config:
             return
         _fall_back_to_fp16(config.trainer)
-        # --ckpt_path last (or a path in a run folder) continues that run in its own folder.
-        if not config.get("ckpt_path"):
-            return
-        logger = config.trainer.get("logger")
-        init = logger.get("init_args") if hasattr(logger, "get") else None
-        save_dir, name = (init.get("save_dir", "logs"), init.get("name", "default")) if init else ("logs", "default")
-        try:
-            path, run_folder = resolve_checkpoint(config.ckpt_path, save_dir, name)
-            self._checkpoint = (path, read_checkpoint(path))
-        except CheckpointError as err:
-            _stop(err)
-        config.ckpt_path = str(path)
-        if self.subcommand == "fit" and run_folder and init is not None:
-            init.version = run_folder
+        _, name, init = _logger_settings(config)
+        path, checkpoint, run_folder = self._checkpoint or (None, None, None)
+        if self.subcommand == "fit":
+            if checkpoint is not None:
+                _stop_if_finished(checkpoint, config.trainer, path)
+                print(f"resuming from {path} (after {_epochs_done(checkpoint)} epochs, step "
+                      f"{checkpoint.get('global_step', 0)})", file=sys.stderr, flush=True)
+            # --ckpt_path last (or a path in a run folder of this logger) continues that run in its own folder.
+            save_dir, _, _ = _logger_settings(config)
+            if run_folder and init is not None and run_folder.parent.resolve() == (Path(save_dir) / name).resolve():
+                init.version = run_folder.name
+        elif init is not None:
+            # validate/test/predict write beside the run they evaluate (version_N/<subcommand>/), or
+            # under <name>-<subcommand>/, never as a new run folder of fit's.
+            if run_folder:
+                init.save_dir, init.name = str(run_folder.parent.parent), run_folder.parent.name
+                init.version = f"{run_folder.name}/{self.subcommand}"
+            else:
+                init.name = f"{name}-{self.subcommand}"
 
     def instantiate_classes(self) -> None:
         # Constructors validate their settings; a bad value stops here, before any data is read
@@ -110,6 +155,9 @@ class ProjectCLI(LightningCLI):
         trainer.callbacks.sort(key=lambda c: not isinstance(c, WeightPenalty))
         return trainer
 
+    def after_predict(self) -> None:
+        _after_predict(self)
+
     def after_fit(self) -> None:
         config = self.config_init[self.subcommand]
         if not config.get("test_after_fit", True):
@@ -126,8 +174,84 @@ class ProjectCLI(LightningCLI):
         self.tested_metrics = weights
         log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
         if self.trainer.is_global_zero:
+            if log_dir:
+                _write_json(Path(log_dir) / "summary.json", {
+                    "tested": "best" if tested else "last", "tested_checkpoint": tested, "best_checkpoint": best,
+                    "epochs": self.trainer.current_epoch, "tested_weights": weights, "test": self.test_metrics,
+                    "seconds": time.perf_counter() - self._started})
             print(run_summary(self.trainer, self.model, log_dir, weights, self.test_metrics, best, tested,
                               time.perf_counter() - self._started), flush=True)
+
+
+def write_predictions(path: Path, probabilities: torch.Tensor, labels: torch.Tensor, names: list[str]) -> None:
+    """One CSV row per sample: its index in the split, true and predicted class, each class's probability."""
+    predicted = probabilities.argmax(dim=1)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "true_label", "true_name", "predicted_label", "predicted_name",
+                         *(f"p_{name}" for name in names)])
+        for i, (row, label, guess) in enumerate(zip(probabilities.tolist(), labels.tolist(), predicted.tolist())):
+            writer.writerow([i, label, names[label], guess, names[guess], *(f"{v:.6f}" for v in row)])
+    os.replace(partial, path)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    """Written whole or not at all: a reader never sees half a file."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(content, indent=1))
+    os.replace(partial, path)
+
+
+# The model settings a checkpoint's weights depend on; the rest (optimizer, schedule, warm-up ...)
+# only changes training and may differ on resume. The data settings that change what the inputs are.
+MODEL_KEYS = ("net",)
+DATA_KEYS = ("dataset", "normalize", "fake_shape", "fake_classes")
+
+
+def _as_dict(namespace) -> dict:
+    return json.loads(json.dumps(namespace.as_dict() if hasattr(namespace, "as_dict") else namespace, default=str))
+
+
+def _flatten(value, prefix: str) -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, inner in value.items() for k, v in _flatten(inner, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def checkpoint_conflicts(checkpoint: dict, config: dict, defaults: dict) -> list[str]:
+    """Each setting the user gave (it differs from the default) that the checkpoint saved otherwise."""
+    saved = json.loads(json.dumps({
+        "model": {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in MODEL_KEYS},
+        "data": {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in DATA_KEYS}},
+        default=str))
+    saved, given, default = _flatten(saved, "-"), _flatten(config, "-"), _flatten(defaults, "-")
+    return [f"{key[2:]}={given[key]!r} here, {value!r} in the checkpoint" for key, value in saved.items()
+            if key in given and given[key] != default.get(key) and given[key] != value]
+
+
+def _logger_settings(config) -> tuple[str, str, object]:
+    logger = config.trainer.get("logger")
+    init = logger.get("init_args") if hasattr(logger, "get") else None
+    if init is None:
+        return "logs", "default", None
+    return init.get("save_dir", "logs"), init.get("name", "default"), init
+
+
+def _epochs_done(checkpoint: dict) -> int:
+    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+    return int(progress.get("processed", checkpoint.get("epoch", 0)))
+
+
+def _stop_if_finished(checkpoint: dict, trainer, path: Path) -> None:
+    """Resuming a run that already reached its end trains nothing: say so and exit 0."""
+    done, steps = _epochs_done(checkpoint), int(checkpoint.get("global_step", 0))
+    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps") or -1
+    if (max_epochs is not None and max_epochs >= 0 and done >= max_epochs) or (0 < max_steps <= steps):
+        limit = f"trainer.max_steps={max_steps}" if 0 < max_steps <= steps else f"trainer.max_epochs={max_epochs}"
+        print(f"{path} has already finished {done} epochs ({steps} steps) of {limit}: nothing to train; "
+              f"raise {limit.split('=')[0]} to train on", flush=True)
+        sys.exit(0)
 
 
 def _checkpoint_metrics(path: str) -> dict[str, float]:
@@ -143,6 +267,18 @@ def _check_run_length(model: ImageClassifier, trainer) -> None:
             f"({model.hparams.scheduler.get('class_path', model.hparams.scheduler) if isinstance(model.hparams.scheduler, dict) else model.hparams.scheduler}) "
             "without a length; allowed: a positive trainer.max_epochs or trainer.max_steps, or the scheduler's "
             "own length (T_max, total_steps, total_iters)")
+
+
+def _after_predict(cli: "ProjectCLI") -> None:
+    predictions = cli.trainer.predict_loop.predictions
+    if not cli.trainer.is_global_zero or not predictions or cli.trainer.log_dir is None:
+        return
+    dm = cli.datamodule
+    folder = Path(cli.trainer.log_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"predictions_{dm.hparams.predict_split}.csv"
+    write_predictions(path, torch.cat([p.float().cpu() for p in predictions]), dm.predict_set.labels, dm.class_names)
+    print(f"predictions for the {len(dm.predict_set)} {dm.hparams.predict_split} images written to {path}", flush=True)
 
 
 def _fall_back_to_fp16(trainer) -> None:
@@ -200,11 +336,21 @@ def run_summary(trainer, model, log_dir: str | None, weights: dict, test: dict, 
 
 
 def main(args: list[str] | None = None) -> None:
+    CheckpointOnInterrupt.interrupted = None
     try:
         ProjectCLI(args=args)
-    except DataError as err:
+    except (DataError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except (SystemExit, KeyboardInterrupt) as err:
+        stopped = CheckpointOnInterrupt.interrupted
+        if stopped is None:
+            raise
+        signum, saved = stopped
+        # Lightning exits 0 on SIGTERM and 1 on Ctrl-C; a stopped run must not look finished.
+        resume = f"; resume with: project fit --ckpt_path {saved} (and the same config)" if saved else ""
+        print(f"stopped by {signal.Signals(signum).name}; saved {saved or 'nothing'}{resume}", file=sys.stderr, flush=True)
+        sys.exit(128 + signum)
     finally:
         _leave_process_group()
 

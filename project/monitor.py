@@ -353,6 +353,7 @@ class PlainProgressBar(ProgressBar):
     def __init__(self):
         super().__init__()
         self._enabled = True
+        self._pending: int | None = None  # an epoch that ended in this process, its line not printed yet
 
     def disable(self) -> None:
         self._enabled = False
@@ -362,12 +363,20 @@ class PlainProgressBar(ProgressBar):
 
     # Lightning computes the epoch's train metrics and the module's gap/acc after the callbacks'
     # on_train_epoch_end, so epoch k's line is printed when epoch k + 1 starts, or training ends.
+    # A resumed run prints only the epochs it trains itself.
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._pending = trainer.current_epoch + 1
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.current_epoch > 0:
-            self._print(trainer, trainer.current_epoch)
+        self._flush(trainer)
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._print(trainer, trainer.current_epoch)
+        self._flush(trainer)
+
+    def _flush(self, trainer: Trainer) -> None:
+        if self._pending is not None:
+            self._print(trainer, self._pending)
+            self._pending = None
 
     def _print(self, trainer: Trainer, epochs_done: int) -> None:
         if not self._enabled or not trainer.is_global_zero:

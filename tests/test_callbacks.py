@@ -133,7 +133,8 @@ def test_default_config_has_early_stopping_and_checkpoints_on_val_loss():
     assert config["early_stopping"]["class_path"].endswith("EarlyStopping")
     assert config["early_stopping"]["init_args"]["monitor"] == "val/loss"
     assert config["penalty"] == {"l1": 0.0, "l2": 0.0, "l1_mode": "proximal", "include_bias_and_norm": False}
-    assert callbacks["ModelCheckpoint"]["monitor"] == "val/loss" and callbacks["ModelCheckpoint"]["save_last"]
+    assert callbacks["ModelCheckpoint"]["monitor"] == "val/loss" and not callbacks["ModelCheckpoint"]["save_last"]
+    assert "LastCheckpoint" in callbacks  # last.ckpt at every epoch end
     assert callbacks["StepLearningRate"]["logging_interval"] == "step"
     assert "NonFiniteLossGuard" in callbacks
 

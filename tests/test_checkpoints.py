@@ -11,6 +11,7 @@ import torch
 import project.checkpoints as checkpoints
 from project.checkpoints import AtomicCheckpointIO, CheckpointError, read_checkpoint, resolve_checkpoint
 from project.cli import ProjectCLI, main
+from project.model import ImageClassifier
 
 QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 REPO = Path(__file__).resolve().parents[1]
@@ -28,36 +29,82 @@ def final_state(run: Path) -> tuple[dict, dict]:
 
 
 def cli(*flags: str) -> list[str]:
+    # The rate jumps 10x after epoch 5, so val/loss is best at epoch 4 and the last epochs do not
+    # improve: last.ckpt (the last finished epoch) and the best checkpoint differ.
     return [sys.executable, "-m", "project", "fit", "--trainer.max_epochs=8", "--early_stopping=null",
             "--trainer.deterministic=true", "--test_after_fit=false", "--data.augment=[{name: rotation, degrees: 10}]",
-            "--model.net.init_args.dropout=0.3", *QUICK, *flags]
+            "--model.net.init_args.dropout=0.3", "--model.scheduler=StepLR", "--model.scheduler.step_size=5",
+            "--model.scheduler.gamma=10", *QUICK, *flags]
+
+
+def _epoch_of(path: Path) -> int:
+    return torch.load(path, weights_only=True)["epoch"]
 
 
 def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run(cli("--trainer.logger.init_args.name=whole"), check=True, env=env, capture_output=True)
-    # the interrupted run: SIGTERM as soon as its first checkpoint exists
+    whole = tmp_path / "logs" / "whole" / "version_0" / "checkpoints"
+    best = next(p for p in whole.glob("epoch*.ckpt"))
+    assert _epoch_of(best) < _epoch_of(whole / "last.ckpt") == 7  # the last epochs did not improve
+    # the interrupted run: SIGTERM once last.ckpt is past the best epoch
     run = tmp_path / "logs" / "cut" / "version_0"
-    process = subprocess.Popen(cli("--trainer.logger.init_args.name=cut"), env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(cli("--trainer.logger.init_args.name=cut", "--trainer.enable_progress_bar=true"),
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (run / "checkpoints" / "last.ckpt").exists():
-        assert process.poll() is None and time.time() < deadline, process.stdout.read().decode()[-2000:]
+    while not ((run / "checkpoints" / "last.ckpt").exists() and _epoch_of(run / "checkpoints" / "last.ckpt") >= 5):
+        assert process.poll() is None and time.time() < deadline, process.stdout.read()[-2000:]
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
-    interrupted_at = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"]
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1].startswith("stopped by SIGTERM; saved ") and "interrupted.ckpt" in err
+    finished = [line for line in out.splitlines() if line.startswith("epoch ")]
+    last = run / "checkpoints" / "last.ckpt"
+    interrupted_at = _epoch_of(last)
     assert interrupted_at < 7, "the run finished before the signal: nothing was tested"
-    assert (run / "checkpoints" / "interrupted.ckpt").exists()
-    resumed = subprocess.run(cli("--trainer.logger.init_args.name=cut", "--ckpt_path=last"), env=env,
-                             capture_output=True, text=True)
+    # last.ckpt is the last finished epoch, not the best one
+    assert interrupted_at + 1 == len(finished) or interrupted_at + 2 == len(finished)  # its line may be printed
+    assert interrupted_at > _epoch_of(next((run / "checkpoints").glob("epoch*.ckpt")))
+    # resume from last.ckpt: only the remaining epochs run, in the same folder, ending bit-identical
+    resumed = subprocess.run(cli("--trainer.logger.init_args.name=cut", f"--ckpt_path={last}",
+                                 "--trainer.enable_progress_bar=true"), env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {last} (after {interrupted_at + 1} epochs" in resumed.stderr
+    epochs = [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch ")]
+    assert epochs == [f"{e}/8" for e in range(interrupted_at + 2, 9)]
     assert not (tmp_path / "logs" / "cut" / "version_1").exists()  # continued in its own folder
     whole_weights, whole_metrics = final_state(tmp_path / "logs" / "whole" / "version_0")
     cut_weights, cut_metrics = final_state(run)
     assert whole_weights.keys() == cut_weights.keys()
     assert all(torch.equal(whole_weights[k], cut_weights[k]) for k in whole_weights)
     assert [m["best_model_score"] for m in whole_metrics.values()] == [m["best_model_score"] for m in cut_metrics.values()]
+    # resuming a finished run trains nothing and says so
+    again = subprocess.run(cli("--trainer.logger.init_args.name=cut", "--ckpt_path=last"), env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0 and "has already finished 8 epochs" in again.stdout
+    assert torch.equal(final_state(run)[0][next(iter(cut_weights))], next(iter(cut_weights.values())))
+
+
+def test_ctrl_c_saves_interrupted_and_last_resumes_from_it(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(cli("--trainer.max_epochs=500"), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    run = tmp_path / "logs" / "default" / "version_0" / "checkpoints"
+    deadline = time.time() + 120
+    while not (run / "last.ckpt").exists():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # mid-epoch
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT
+    assert "stopped by SIGINT; saved " in err and (run / "interrupted.ckpt").exists()
+    assert not list(run.glob(".*.partial"))
+    # --ckpt_path last takes the newer of last.ckpt and interrupted.ckpt, and says which
+    resumed = subprocess.run(cli("--trainer.max_epochs=2", "--ckpt_path=last"), env=env, capture_output=True, text=True)
+    newest = max([run / "last.ckpt", run / "interrupted.ckpt"], key=lambda p: p.stat().st_mtime_ns)
+    assert f"resuming from {newest.relative_to(tmp_path)}" in resumed.stderr or "has already finished" in resumed.stdout
 
 
 def test_same_seed_same_metrics():
@@ -76,26 +123,126 @@ def test_a_new_run_never_overwrites_an_earlier_one(tmp_path):
     assert all((tmp_path / "logs" / "default" / v / "checkpoints" / "last.ckpt").exists() for v in versions)
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda p: p.write_bytes(p.read_bytes()[:1000]), "cannot be read"),
-    (lambda p: p.write_text("hello"), "cannot be read"),
-    (lambda p: torch.save({"weights": torch.zeros(2)}, p), "is not a Lightning checkpoint of this project"),
-])
-def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path, capsys, damage, message):
-    ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--test_after_fit=false", *QUICK])
-    path = tmp_path / "logs" / "default" / "version_0" / "checkpoints" / "last.ckpt"
-    damage(path)
-    with pytest.raises(SystemExit) as done:
-        main(["fit", "--ckpt_path=last", *QUICK])
-    assert done.value.code == 2 and message in capsys.readouterr().err
-    assert not (tmp_path / "logs" / "default" / "version_1").exists()
+class Payload:
+    """Unpickling this runs code: a weights_only load must refuse it."""
+
+    def __reduce__(self):
+        return (print, ("code from the checkpoint ran",))
 
 
-def test_checkpoint_of_another_model_is_refused(tmp_path, capsys):
+DAMAGES = {
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:1000]), "cannot be read (truncated, corrupt"),
+    "text": (lambda p: p.write_text("hello"), "cannot be read (truncated, corrupt"),
+    "empty": (lambda p: p.write_bytes(b""), "is empty (0 bytes)"),
+    "foreign": (lambda p: torch.save({"weights": torch.zeros(2)}, p), "is not a Lightning checkpoint of this project"),
+    "code payload": (lambda p: torch.save({"state_dict": Payload(), "pytorch-lightning_version": "2.6"}, p),
+                     "not a safe PyTorch checkpoint"),
+    "missing": (lambda p: p.unlink(), "no such file"),
+}
+
+
+@pytest.fixture
+def saved_run(tmp_path):
     ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--test_after_fit=false", *QUICK])
+    return tmp_path / "logs" / "default" / "version_0" / "checkpoints" / "last.ckpt"
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_bad_checkpoint_files_stop_every_subcommand_with_one_line(tmp_path, capsys, saved_run, subcommand, damage):
+    corrupt, message = DAMAGES[damage]
+    path = tmp_path / "given.ckpt"
+    path.write_bytes(saved_run.read_bytes())
+    corrupt(path)
+    capsys.readouterr()
+    for given in (str(path), "last") if damage != "missing" else (str(path),):
+        if given == "last":
+            saved_run.write_bytes(path.read_bytes())
+        with pytest.raises(SystemExit) as done:
+            main([subcommand, f"--ckpt_path={given}", *QUICK])
+        captured = capsys.readouterr()
+        assert done.value.code == 2 and message in captured.err
+        assert captured.err.count("\n") == 1 and captured.err.startswith("error: ")
+        assert "code from the checkpoint ran" not in captured.out + captured.err
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["default"]  # no new log folder
+    assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
+    assert not list((tmp_path / "logs" / "default" / "version_0").glob(subcommand))
+
+
+def test_flags_that_conflict_with_the_checkpoint_are_named(tmp_path, capsys, saved_run):
     with pytest.raises(SystemExit) as done:
-        main(["test", "--ckpt_path=last", "--model.net=MLP", *QUICK])
-    assert done.value.code == 2 and "was saved by a different model" in capsys.readouterr().err
+        main(["test", f"--ckpt_path={saved_run}", "--model.net.widths=[16,32,64]", "--data.normalize=minmax", *QUICK])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1
+    assert "model.net.init_args.widths=[16, 32, 64] here, [32, 64, 128] in the checkpoint" in err
+    assert "data.normalize='minmax' here, 'standardize' in the checkpoint" in err
+    # flags that only change training are allowed on resume
+    cli = ProjectCLI(args=["fit", "--ckpt_path=last", "--trainer.max_epochs=2", "--model.optimizer.lr=0.001",
+                           "--test_after_fit=false", *QUICK])
+    assert cli.trainer.current_epoch == 2
+
+
+def test_another_models_checkpoint_brings_its_network_and_says_so(tmp_path, capsys):
+    ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--model.net=MLP", "--model.net.hidden=[24]",
+                     "--test_after_fit=false", *QUICK])
+    capsys.readouterr()
+    cli = ProjectCLI(args=["test", "--ckpt_path=last", *QUICK])
+    assert type(cli.model.net).__name__ == "MLP"
+    assert "note: model.net is the checkpoint's MLP with its saved settings, not the configured ConvNet" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:  # a network flag the checkpoint contradicts
+        main(["test", "--ckpt_path=last", "--model.net=MLP", "--model.net.hidden=[32]", *QUICK])
+    assert done.value.code == 2 and "model.net.init_args.hidden=[32] here, [24] in the checkpoint" in capsys.readouterr().err
+
+
+def test_evaluations_write_beside_the_run_not_as_new_runs(tmp_path, saved_run):
+    for subcommand in ("validate", "test", "predict"):
+        ProjectCLI(args=[subcommand, f"--ckpt_path={saved_run}", *QUICK])
+    run = saved_run.parents[1]
+    assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
+    assert {"validate", "test", "predict"} <= {p.name for p in run.iterdir()}
+    ProjectCLI(args=["validate", *QUICK])  # no checkpoint: a folder named for the subcommand
+    assert (tmp_path / "logs" / "default-validate" / "version_0").is_dir()
+
+
+def test_predict_writes_probabilities_per_sample(tmp_path, capsys, saved_run):
+    import csv
+
+    cli = ProjectCLI(args=["predict", f"--ckpt_path={saved_run}", "--data.predict_split=val", *QUICK])
+    path = saved_run.parents[1] / "predict" / "predictions_val.csv"
+    assert f"180 val images written to {path}" in capsys.readouterr().out
+    rows = list(csv.DictReader(open(path)))
+    dm = cli.datamodule
+    assert len(rows) == len(dm.val_set) == 180
+    model = ImageClassifier.load_from_checkpoint(saved_run).eval()
+    with torch.no_grad():
+        probabilities = model(dm.prepare(dm.val_set.images)).softmax(-1)
+    for i in (0, 7, 179):
+        row = rows[i]
+        assert int(row["index"]) == i and int(row["true_label"]) == int(dm.val_set.labels[i])
+        assert int(row["predicted_label"]) == int(probabilities[i].argmax())
+        assert [float(row[f"p_{c}"]) for c in range(10)] == pytest.approx(probabilities[i].tolist(), abs=1e-5)
+
+
+def test_a_full_disk_stops_the_run_with_one_line_and_keeps_last_whole(tmp_path, capsys, saved_run, monkeypatch):
+    before = saved_run.read_bytes()
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoints.os, "fsync", disk_full)
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--ckpt_path=last", "--trainer.max_epochs=3", *QUICK])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 1 and err[-1].startswith("error: cannot write checkpoint")
+    assert "No space left on device" in err[-1] and "logs/default/version_0/checkpoints" in err[-1]
+    assert saved_run.read_bytes() == before
+    assert not list(saved_run.parent.glob(".*.partial"))
+
+
+def test_leftover_partial_files_are_removed_on_the_next_save(tmp_path):
+    (tmp_path / ".last.ckpt.partial").write_bytes(b"half")
+    AtomicCheckpointIO().save_checkpoint({"step": 1}, tmp_path / "epoch1.ckpt")
+    assert sorted(os.listdir(tmp_path)) == ["epoch1.ckpt"]
 
 
 def test_checkpoints_load_safely_with_weights_only(tmp_path):
@@ -117,7 +264,12 @@ def test_resolve_points_into_the_newest_run(tmp_path):
         folder.mkdir(parents=True)
         (folder / "last.ckpt").write_bytes(b"")
     path, run = resolve_checkpoint("last", str(tmp_path / "logs"), "x")
-    assert run == "version_10" and path.name == "last.ckpt"
+    assert run.name == "version_10" and path.name == "last.ckpt"
+    # a run stopped before its first epoch ended has only interrupted.ckpt; a newer one wins
+    (tmp_path / "logs" / "x" / "version_11" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "logs" / "x" / "version_11" / "checkpoints" / "interrupted.ckpt").write_bytes(b"")
+    path, run = resolve_checkpoint("last", str(tmp_path / "logs"), "x")
+    assert run.name == "version_11" and path.name == "interrupted.ckpt"
     with pytest.raises(CheckpointError, match="no such file"):
         resolve_checkpoint("nope.ckpt", "logs", "x")
 

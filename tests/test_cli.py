@@ -102,7 +102,7 @@ def test_bad_input_stops_before_any_work(tmp_path, capsys, flags, message):
 def test_checkpoint_records_the_network_config_and_loads_it_back(tmp_path):
     cli = ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--model.net=MLP", "--model.net.hidden=[24]",
                            "--model.net.init=orthogonal", "--test_after_fit=false", *QUICK])
-    path = cli.trainer.checkpoint_callback.last_model_path
+    path = next(c for c in cli.trainer.callbacks if type(c).__name__ == "LastCheckpoint").last_model_path
     hparams = torch.load(path, weights_only=True)["hyper_parameters"]
     assert hparams["net"]["class_path"] == "project.nn.MLP"
     assert hparams["net"]["init_args"]["init"] == "orthogonal"

@@ -1,7 +1,12 @@
 import csv
+import json
+import os
 import shutil
+import signal
+import threading
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import project.compare as lab
@@ -23,45 +28,127 @@ def experiments(tmp_path, monkeypatch):
     return folder
 
 
-def test_compare_writes_tables_and_report_and_resumes(tmp_path, experiments):
+def _logged(run_dir, tag):
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return [e.value for e in events.Scalars(tag)]
+
+
+def test_compare_writes_tables_and_report_and_caches_by_configuration(tmp_path, experiments):
     lines = []
-    rows = lab.compare(["baseline", "dropout"], [0, 1], name="tiny", output=str(tmp_path / "out"), extra=TINY,
-                       echo=lines.append)
+    rows, results = lab.compare(["baseline", "dropout"], [0, 1], name="tiny", output=str(tmp_path / "out"),
+                                extra=TINY, echo=lines.append)
     out = tmp_path / "out" / "tiny"
     with open(out / "results.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["experiment"] for r in table] == ["baseline", "dropout"]
     for metric in lab.METRICS:
-        assert f"{metric}_mean" in table[0] and f"{metric}_std" in table[0]
-    # the table's numbers are the runs' own logged numbers
+        assert {f"{metric}_mean", f"{metric}_std", f"{metric}_ci95"} <= set(table[0])
+    # the table's numbers are the runs' own logged numbers (baseline tests its last weights)
+    t = 12.706  # Student's t, 97.5% quantile, 1 degree of freedom
     for row in table:
-        logged = []
+        test_acc, clean = [], []
         for seed in (0, 1):
-            events = EventAccumulator(str(out / "runs" / row["experiment"] / f"seed_{seed}"))
-            events.Reload()
-            logged.append(events.Scalars("test/acc")[-1].value)
-        assert float(row["test_acc_mean"]) == pytest.approx(sum(logged) / 2, abs=1e-6)
-        assert float(row["test_acc_std"]) == pytest.approx(abs(logged[0] - logged[1]) / 2 ** 0.5, abs=1e-6)
+            run = out / "runs" / row["experiment"] / f"seed_{seed}"
+            test_acc.append(_logged(run, "test/acc")[-1])
+            clean.append(_logged(run, "train/acc_clean")[-1])
+        assert float(row["test_acc_mean"]) == pytest.approx(sum(test_acc) / 2, abs=1e-6)
+        std = abs(test_acc[0] - test_acc[1]) / 2 ** 0.5
+        assert float(row["test_acc_std"]) == pytest.approx(std, abs=1e-6)
+        assert float(row["test_acc_ci95"]) == pytest.approx(t * std / 2 ** 0.5, rel=1e-3, abs=1e-9)
+        if row["experiment"] == "baseline":
+            assert float(row["train_acc_mean"]) == pytest.approx(sum(clean) / 2, abs=1e-6)
         assert row["runs_ok"] == "2"
     assert "| baseline |" in (out / "results.md").read_text()
-    report = out / "report.png"
-    assert report.stat().st_size > 20_000
-    assert rows[0]["experiment"] == "baseline"
-    # a second invocation skips what is done and re-runs what was interrupted
+    assert (out / "report.png").stat().st_size > 20_000
+    assert rows[0]["experiment"] == "baseline" and len(results) == 4
+
+    # unchanged configuration: nothing runs again
+    lines.clear()
+    lab.compare(["baseline", "dropout"], [0, 1], name="tiny", output=str(tmp_path / "out"), extra=TINY, echo=lines.append)
+    assert "4 done before with the same configuration, 0 to run" in lines[0]
+    # a deleted result runs again, alone
     (out / "runs" / "dropout" / "seed_1" / "result.json").unlink()
     lines.clear()
-    lab.compare(["baseline", "dropout"], [0, 1], name="tiny", output=str(tmp_path / "out"), extra=TINY,
+    lab.compare(["baseline", "dropout"], [0, 1], name="tiny", output=str(tmp_path / "out"), extra=TINY, echo=lines.append)
+    assert "3 done before" in lines[0] and any(line.startswith("[  1/1] dropout seed 1:") for line in lines)
+    # a changed flag or config file re-runs what it changes
+    lines.clear()
+    lab.compare(["baseline"], [0], name="tiny", output=str(tmp_path / "out"), extra=[*TINY, "--trainer.max_epochs=3"],
                 echo=lines.append)
-    assert sum("skipped" in line for line in lines) == 3
-    assert any(line.startswith("[  4/4] dropout seed 1 ...") for line in lines)
+    assert "0 done before" in lines[0]
+    assert len(_logged(out / "runs" / "baseline" / "seed_0", "val/acc")) == 3
+    (experiments / "dropout.yaml").write_text((experiments / "dropout.yaml").read_text().replace("0.5", "0.4"))
+    lines.clear()
+    lab.compare(["dropout"], [0], name="tiny", output=str(tmp_path / "out"), extra=TINY, echo=lines.append)
+    assert "0 done before" in lines[0]
 
 
-def test_a_failed_run_is_reported_and_the_rest_still_run(tmp_path, experiments):
-    rows = lab.compare(["explode", "baseline"], [0], name="nan", output=str(tmp_path / "out"), extra=TINY,
-                       echo=lambda line: None)
+def test_a_seed_varies_the_data_the_init_or_both():
+    assert lab.seed_args(3, "both") == ["--seed_everything=3", "--data.seed=3"]
+    assert lab.seed_args(3, "data") == ["--seed_everything=0", "--data.seed=3"]
+    assert lab.seed_args(3, "init") == ["--seed_everything=3", "--data.seed=0"]
+
+
+def test_a_data_seed_changes_the_training_subset_and_the_augmentation():
+    from project.data import ImageDataModule
+
+    subsets = []
+    for seed in (0, 1):
+        dm = ImageDataModule(dataset="mnist5k", train_size=100, seed=seed, augment=["hflip"])
+        dm.setup()
+        subsets.append(dm.train_set.images)
+    assert not torch.equal(subsets[0], subsets[1])
+
+
+def test_confidence_intervals_and_marks_by_hand():
+    def run(name, test_acc, gap):
+        return {"experiment": name, "status": "ok", "reason": "", "test_acc": test_acc, "gap": gap,
+                **{m: 0.0 for m in lab.METRICS if m not in ("test_acc", "gap")}}
+
+    results = [run("baseline", a, 0.05) for a in (0.90, 0.92, 0.91)]
+    results += [run("better", a, 0.05) for a in (0.95, 0.96, 0.97)]
+    results += [run("same", a, g) for a, g in ((0.90, 0.01), (0.93, 0.02), (0.92, 0.03))]
+    rows = {r["experiment"]: r for r in lab.summarize(results, ["baseline", "better", "same"])}
+    t2 = 4.3027  # Student's t, 97.5% quantile, 2 degrees of freedom
+    assert rows["better"]["test_acc_ci95"] == pytest.approx(t2 * 0.01 / 3 ** 0.5, rel=1e-4)
+    assert rows["better"]["test_acc_differs"] and not rows["same"]["test_acc_differs"]
+    assert rows["same"]["gap_differs"] and not rows["better"]["gap_differs"]  # gap 0.02 ± 0.025 vs 0.05
+    assert not rows["baseline"]["test_acc_differs"]
+
+
+def test_a_failed_run_is_reported_the_rest_still_run_and_the_study_fails(tmp_path, experiments, capsys):
+    rows, _ = lab.compare(["explode", "baseline"], [0], name="nan", output=str(tmp_path / "out"), extra=TINY,
+                          echo=lambda line: None)
     assert rows[0]["runs_failed"] == 1 and "NonFiniteLossError" in rows[0]["failure"]
     assert rows[1]["runs_ok"] == 1
     assert "failed: NonFiniteLossError" in (tmp_path / "out" / "nan" / "results.md").read_text()
+    with pytest.raises(SystemExit) as done:  # the same study again, from the command line
+        lab.main(["--experiments", "explode,baseline", "--seeds", "0", "--name", "nan", "--jobs", "1",
+                  "--output", str(tmp_path / "out"), "--", *TINY])
+    assert done.value.code == 1 and "1 of 2 runs failed" in capsys.readouterr().err
+
+
+def test_sigterm_stops_the_study_and_records_the_run_as_interrupted(tmp_path, experiments):
+    threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    with pytest.raises(lab.StudyInterrupted, match="stopped by signal 15"):
+        lab.compare(["baseline", "dropout"], [0], name="stop", output=str(tmp_path / "out"),
+                    extra=[*TINY, "--trainer.max_epochs=300"], echo=lambda line: None)
+    runs = tmp_path / "out" / "stop" / "runs"
+    result = json.loads((runs / "baseline" / "seed_0" / "result.json").read_text())
+    assert result["status"] == "interrupted"
+    assert not (runs / "dropout").exists()  # the next run did not start
+    assert (runs / "baseline" / "seed_0" / "checkpoints" / "interrupted.ckpt").exists()
+    assert signal.getsignal(signal.SIGTERM) is not lab._on_signal  # handlers restored
+    lab._stop_signal = None
+
+
+def test_runs_in_parallel_processes(tmp_path, experiments):
+    lines = []
+    rows, results = lab.compare(["baseline", "dropout"], [0], name="jobs", output=str(tmp_path / "out"), extra=TINY,
+                                jobs=2, echo=lines.append)
+    assert [r["runs_ok"] for r in rows] == [1, 1]
+    assert "2 to run, 2 at a time" in lines[0]
 
 
 def test_unknown_experiment_lists_the_available_ones(tmp_path, experiments):
@@ -83,15 +170,15 @@ def test_every_shipped_experiment_parses():
             "opt_sgd", "opt_momentum", "opt_adagrad", "opt_rmsprop", "opt_adam", "sched_step", "sched_cosine",
             "sched_onecycle", "sched_plateau", "mnist_mlp_sgd", "mnist_mlp_adam",
             "mnist_mlp_large"} <= set(lab.available_experiments())
-    lab.check_configs(lab.available_experiments(), [])
+    lab.check_configs(lab.available_experiments(), [], "both")
     for path in lab.EXPERIMENT_DIR.glob("*.yaml"):
         assert path.read_text().startswith(f"# {path.stem}: "), path  # one comment: what it demonstrates
 
 
 def test_compare_with_a_multi_process_trainer_config(tmp_path, experiments):
     ddp = str(lab.CONFIG_DIR / "trainer" / "ddp_cpu.yaml")
-    rows = lab.compare(["baseline"], [0], name="ddp", trainer_config=ddp, output=str(tmp_path / "out"),
-                       extra=TINY, echo=lambda line: None)
+    rows, _ = lab.compare(["baseline"], [0], name="ddp", trainer_config=ddp, output=str(tmp_path / "out"),
+                          extra=TINY, echo=lambda line: None)
     assert rows[0]["runs_ok"] == 1, rows[0]["failure"]
     log = (tmp_path / "out" / "ddp" / "runs" / "baseline" / "seed_0" / "stdout.txt").read_text()
     assert "Starting with 2 processes" in log
