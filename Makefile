@@ -16,13 +16,17 @@ VARY ?= both
 JOBS ?=
 DATASET ?=
 NAME ?= default
+SPACE ?= configs/search/default.yaml
+TRIALS ?= 20
+STORAGE ?=
 
-.PHONY: help install train test test-all tensorboard compare bench bench-quick clean
+.PHONY: help install train test test-all tensorboard compare search bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: CONFIG=path.yaml EXPERIMENT=name ARGS='--trainer.max_epochs=5 ...'"
 	@echo "             EXPERIMENTS=baseline,dropout SEEDS=0,1,2 VARY=both|data|init JOBS=2 DATASET=mnist NAME=study (make compare)"
+	@echo "             SPACE=configs/search/default.yaml TRIALS=20 STORAGE=postgresql://... NAME=study (make search)"
 
 install: $(VENV)/.installed ## make .venv and install the project with its dev tools (idempotent)
 
@@ -44,6 +48,10 @@ test-all: install ## run every test, slow ones included
 compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME=)
 	$(BIN)/python -m project.compare --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) $(if $(ARGS),-- $(ARGS))
+
+search: install ## Optuna search over a YAML space, write logs/search/NAME/ (SPACE= TRIALS=20 NAME= STORAGE= ARGS=)
+	$(BIN)/python -m project.search --space $(SPACE) --trials $(TRIALS) --name $(NAME) \
+		$(if $(STORAGE),--storage $(STORAGE)) $(if $(ARGS),-- $(ARGS))
 
 bench: install ## measure speed as ratios to hand-written references, write logs/bench/ (several minutes)
 	$(BIN)/python -m project.bench

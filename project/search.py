@@ -1,0 +1,294 @@
+"""Hyper-parameter search: an Optuna study whose trials are ordinary ``project fit`` runs.
+
+    python -m project.search                                   # configs/search/default.yaml, 20 trials
+    python -m project.search --space my_space.yaml --trials 50 --timeout 3600 --name big
+    python -m project.search --name shared --storage postgresql://user:pw@db/optuna   # on every machine
+
+Each trial samples the search space (a YAML file), runs ``project fit`` with the sampled values as
+flags (on top of the space's own config files), logs under ``logs/search/<name>/trials/`` and
+reports its metric each epoch, so the median pruner stops trials that trail the others. The study
+lives in ``logs/search/<name>/study.db`` (SQLite) unless ``--storage`` names another database:
+rerunning the same command resumes it, and several machines pointing at one database share it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import logging
+import math
+import os
+import socket
+import sys
+from pathlib import Path
+
+import optuna
+import yaml
+from lightning.pytorch import Callback
+
+from project.cli import CONFIG_DIR, ProjectCLI
+
+DEFAULT_SPACE = CONFIG_DIR / "search" / "default.yaml"
+# What the model logs once per validation: the names a study can optimize.
+METRICS = ("val/acc", "val/acc_best", "val/loss", "train/acc_clean", "train/loss_clean", "gap/acc",
+           "diagnosis/bias", "diagnosis/variance")
+PRUNERS = {"median": optuna.pruners.MedianPruner, "threshold": optuna.pruners.ThresholdPruner,
+           "none": optuna.pruners.NopPruner}
+
+
+class SearchSpaceError(ValueError):
+    """A search space that cannot be searched; raised before any trial."""
+
+
+def load_space(path: Path) -> dict:
+    """The search space file, checked: every problem is one line before any trial runs."""
+    try:
+        space = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SearchSpaceError(f"search space {path}: cannot be read: {str(err).splitlines()[0]}") from None
+    if not isinstance(space, dict) or not isinstance(space.get("params"), dict) or not space["params"]:
+        raise SearchSpaceError(f"search space {path}: needs a 'params:' mapping of setting -> distribution")
+    unknown = set(space) - {"metric", "direction", "config", "flags", "params", "pruner", "seed"}
+    if unknown:
+        raise SearchSpaceError(f"search space {path}: unknown keys {sorted(unknown)}; allowed: config, direction, "
+                               "flags, metric, params, pruner, seed")
+    space.setdefault("metric", "val/acc_best")
+    space.setdefault("direction", "maximize")
+    space.setdefault("config", [])
+    space.setdefault("flags", [])
+    space.setdefault("pruner", {"type": "median"})
+    space.setdefault("seed", 0)
+    if space["metric"] not in METRICS:
+        raise SearchSpaceError(f"metric={space['metric']!r} is not logged by the model; allowed: {list(METRICS)}")
+    if space["direction"] not in ("maximize", "minimize"):
+        raise SearchSpaceError(f"direction={space['direction']!r}; allowed: maximize, minimize")
+    pruner = dict(space["pruner"])
+    if pruner.get("type", "median") not in PRUNERS:
+        raise SearchSpaceError(f"pruner.type={pruner.get('type')!r}; allowed: {sorted(PRUNERS)}")
+    for key, spec in space["params"].items():
+        check_distribution(key, spec)
+    return space
+
+
+def check_distribution(key: str, spec) -> None:
+    if not isinstance(spec, dict) or spec.get("type") not in ("float", "int", "categorical"):
+        raise SearchSpaceError(f"params.{key}: {spec!r} needs type: float, int or categorical")
+    if spec["type"] == "categorical":
+        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+            raise SearchSpaceError(f"params.{key}: choices={spec.get('choices')!r} must be a non-empty list")
+        return
+    low, high = spec.get("low"), spec.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        raise SearchSpaceError(f"params.{key}: low={low!r} and high={high!r} must be finite numbers")
+    if low > high:
+        raise SearchSpaceError(f"params.{key}: low={low} > high={high}")
+    if spec.get("log") and low <= 0:
+        raise SearchSpaceError(f"params.{key}: log scale needs low > 0, got low={low}")
+
+
+def suggest(trial: optuna.Trial, params: dict) -> dict:
+    values = {}
+    for key, spec in params.items():
+        if spec["type"] == "categorical":
+            values[key] = trial.suggest_categorical(key, spec["choices"])
+        elif spec["type"] == "int":
+            values[key] = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+        else:
+            values[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+    return values
+
+
+def base_args(space: dict, extra: list[str]) -> list[str]:
+    return [arg for f in space["config"] for arg in ("--config", str(f))] + list(space["flags"]) + list(extra)
+
+
+def as_flags(values: dict) -> list[str]:
+    return [f"--{key}={value}" for key, value in values.items()]
+
+
+def parse_quietly(args: list[str]) -> ProjectCLI:
+    """The CLI's configuration for these flags, built but not run; a bad one raises SearchSpaceError."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            return ProjectCLI(args=args, run=False)
+    except SystemExit:
+        raise SearchSpaceError(stderr.getvalue().strip().splitlines()[-1].removeprefix("error: ")) from None
+
+
+def check_keys(space: dict, extra: list[str]) -> None:
+    """Build the configuration with every parameter at its low end (first choice): an unknown key
+    or a value the setting refuses stops here, before any trial."""
+    sample = {key: spec["choices"][0] if spec["type"] == "categorical" else spec["low"]
+              for key, spec in space["params"].items()}
+    try:
+        parse_quietly(base_args(space, extra) + as_flags(sample))
+    except SearchSpaceError as err:
+        raise SearchSpaceError(f"search space: {err}") from None
+
+
+class ReportToTrial(Callback):
+    """Reports the metric to the trial after every validation and stops the run when the pruner
+    says the trial trails the others (Optuna's trial.report / should_prune)."""
+
+    def __init__(self, trial: optuna.Trial, metric: str):
+        self.trial, self.metric = trial, metric
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the module has logged the epoch
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
+            return
+        self.trial.report(float(trainer.callback_metrics[self.metric]), step=trainer.current_epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {trainer.current_epoch + 1}")
+
+
+def make_objective(space: dict, extra: list[str], trials_dir: Path):
+    def objective(trial: optuna.Trial) -> float:
+        values = suggest(trial, space["params"])
+        trial.set_user_attr("flags", as_flags(values))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        version = f"trial_{trial.number:04d}"
+        run_dir = trials_dir / version
+        run_dir.mkdir(parents=True, exist_ok=True)
+        args = ["fit", *base_args(space, extra), *as_flags(values), f"--trainer.logger.init_args.save_dir={trials_dir.parent}",
+                f"--trainer.logger.init_args.name={trials_dir.name}", f"--trainer.logger.init_args.version={version}",
+                "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--test_after_fit=false"]
+        with open(run_dir / "stdout.txt", "w") as out, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            cli = ProjectCLI(args=args, trainer_defaults={"callbacks": [ReportToTrial(trial, space["metric"])]})
+        if space["metric"] not in cli.trainer.callback_metrics:
+            raise RuntimeError(f"the run logged no {space['metric']} (see {run_dir}/stdout.txt)")
+        return float(cli.trainer.callback_metrics[space["metric"]])
+    return objective
+
+
+def write_results(study: optuna.Study, space: dict, extra: list[str], out_dir: Path) -> dict[str, Path]:
+    """trials.csv, best.yaml (a config that reproduces the best trial) and the plots."""
+    written = {"trials": out_dir / "trials.csv"}
+    trials = study.get_trials(deepcopy=False)
+    keys = sorted({k for t in trials for k in t.params})
+    with open(written["trials"], "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["number", "state", "value", *keys, "epochs_reported", "worker", "seconds"])
+        for t in trials:
+            seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""
+            writer.writerow([t.number, t.state.name, "" if t.value is None else t.value, *(t.params.get(k, "") for k in keys),
+                             len(t.intermediate_values), t.user_attrs.get("worker", ""), seconds])
+    completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not completed:
+        return written
+    best = study.best_trial
+    cli = parse_quietly(base_args(space, extra) + best.user_attrs["flags"])
+    header = (f"# best trial {best.number} of study {study.study_name}: {space['metric']} = {best.value:.6f}\n"
+              f"# reproduce: project fit --config {out_dir / 'best.yaml'}\n")
+    written["best"] = out_dir / "best.yaml"
+    written["best"].write_text(header + cli.parser.dump(cli.config, skip_none=False))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    with warnings_quiet():
+        figure, (history, importance) = plt.subplots(1, 2, figsize=(14, 5), dpi=100)
+        values = [t.value for t in completed]
+        numbers = [t.number for t in completed]
+        running = [max(values[: i + 1]) if space["direction"] == "maximize" else min(values[: i + 1])
+                   for i in range(len(values))]
+        history.plot(numbers, values, "o", label="trial")
+        history.plot(numbers, running, "-", color="tab:red", label="best so far")
+        pruned = [t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+        if pruned:
+            history.plot(pruned, [min(values)] * len(pruned), "x", color="gray", label="pruned")
+        history.set(title=f"optimization history ({len(completed)} complete, {len(pruned)} pruned)",
+                    xlabel="trial", ylabel=space["metric"])
+        history.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        history.grid(alpha=0.3)
+        history.legend()
+        if len(completed) >= 2 and keys:
+            scores = optuna.importance.get_param_importances(study)
+            names = list(scores)[::-1]
+            importance.barh(names, [scores[n] for n in names])
+            importance.set(title="parameter importance (fANOVA)", xlabel="share of the metric's variance")
+        else:
+            importance.text(0.5, 0.5, "importances need two complete trials", ha="center")
+            importance.set_axis_off()
+        figure.tight_layout()
+        written["plot"] = out_dir / "search.png"
+        figure.savefig(written["plot"])
+        plt.close("all")
+    return written
+
+
+@contextlib.contextmanager
+def warnings_quiet():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def search(space_path: Path, name: str, trials: int, timeout: float | None = None, storage: str | None = None,
+           output: str = "logs/search", extra: list[str] | None = None, echo=print) -> optuna.Study:
+    extra = list(extra or [])
+    if trials < 1:
+        raise SearchSpaceError(f"trials={trials} must be >= 1")
+    if timeout is not None and timeout <= 0:
+        raise SearchSpaceError(f"timeout={timeout} must be > 0 seconds")
+    space = load_space(space_path)
+    for logger in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_keys(space, extra)
+    out_dir = Path(output) / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{out_dir / 'study.db'}"
+    pruner = dict(space["pruner"])
+    sampler = optuna.samplers.TPESampler(seed=space["seed"])
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=space["direction"],
+                                sampler=sampler, pruner=PRUNERS[pruner.pop("type", "median")](**pruner))
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    echo(f"search {name}: {done} trials done before, budget {trials}" + (f" or {timeout:g} s" if timeout else "")
+         + f"; storage {storage}")
+
+    def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        try:
+            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:
+            best = "no complete trial yet"
+        value = f"{space['metric']} {trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            value = f"pruned after {len(trial.intermediate_values)} epochs"
+        echo(f"trial {trial.number}: {value}  {' '.join(trial.user_attrs.get('flags', []))}  | {best}")
+
+    if done < trials:
+        study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
+    written = write_results(study, space, extra, out_dir)
+    echo(f"written to {out_dir}/: {', '.join(p.name for p in written.values())}; tensorboard --logdir {out_dir / 'trials'}")
+    return study
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m project.search", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--space", default=str(DEFAULT_SPACE), help="the search space YAML (default: %(default)s)")
+    parser.add_argument("--name", default="default", help="the study's name and folder under --output")
+    parser.add_argument("--trials", type=int, default=20, help="finished trials (complete or pruned) in the study")
+    parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
+    parser.add_argument("--storage", default=None, help="an Optuna storage URL shared by several machines "
+                        "(default: sqlite:///<output>/<name>/study.db)")
+    parser.add_argument("--output", default="logs/search")
+    parser.add_argument("extra", nargs="*", help="more CLI flags for every trial, after --, e.g. -- --trainer.max_epochs=5")
+    args = parser.parse_args(argv)
+    try:
+        search(Path(args.space), args.name, args.trials, args.timeout, args.storage, args.output, args.extra)
+    except SearchSpaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
