@@ -342,7 +342,7 @@ def main(args: list[str] | None = None) -> None:
     except (DataError, CheckpointWriteError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
-    except (SystemExit, KeyboardInterrupt) as err:
+    except (SystemExit, KeyboardInterrupt):
         stopped = CheckpointOnInterrupt.interrupted
         if stopped is None:
             raise

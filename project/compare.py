@@ -339,7 +339,7 @@ def _worker_init(threads: int) -> None:
 
 
 def default_jobs() -> int:
-    """One process per core: measured 1.6x faster than one process using both cores on the lab's
+    """One process per core: measured 1.8x faster than one process using both cores on the lab's
     small networks (2-core CPU, README's lab section)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 

@@ -230,6 +230,26 @@ def warnings_quiet():
         yield
 
 
+def open_study(name: str, storage: str, direction: str, sampler, pruner, attempts: int = 6) -> optuna.Study:
+    """Create or load the study. Processes starting at once on a new database race to create its
+    tables; the loser retries (SQLite also waits up to 60 s for a lock instead of failing)."""
+    import random
+    import time
+
+    import sqlalchemy.exc
+
+    engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
+    for attempt in range(attempts):
+        try:
+            return optuna.create_study(study_name=name, storage=optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs),
+                                       load_if_exists=True, direction=direction, sampler=sampler, pruner=pruner)
+        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, optuna.exceptions.DuplicatedStudyError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 + random.random())
+    raise AssertionError("unreachable")
+
+
 def search(space_path: Path, name: str, trials: int, timeout: float | None = None, storage: str | None = None,
            output: str = "logs/search", extra: list[str] | None = None, echo=print) -> optuna.Study:
     extra = list(extra or [])
@@ -246,9 +266,8 @@ def search(space_path: Path, name: str, trials: int, timeout: float | None = Non
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{out_dir / 'study.db'}"
     pruner = dict(space["pruner"])
-    sampler = optuna.samplers.TPESampler(seed=space["seed"])
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=space["direction"],
-                                sampler=sampler, pruner=PRUNERS[pruner.pop("type", "median")](**pruner))
+    study = open_study(name, storage, space["direction"], optuna.samplers.TPESampler(seed=space["seed"]),
+                       PRUNERS[pruner.pop("type", "median")](**pruner))
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
     echo(f"search {name}: {done} trials done before, budget {trials}" + (f" or {timeout:g} s" if timeout else "")

@@ -5,7 +5,6 @@ import sys
 
 import optuna
 import pytest
-import torch
 import yaml
 
 import project.search as search
@@ -94,7 +93,7 @@ def test_two_processes_share_one_sqlite_study(tmp_path):
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for _ in range(2)]
     outputs = [p.communicate(timeout=300)[0] for p in processes]
-    assert all(p.returncode == 0 for p in processes), outputs
+    assert all(p.returncode == 0 for p in processes), [o[-3000:] for o in outputs]
     study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path}/logs/search/shared/study.db")
     finished = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED")]
     assert 4 <= len(finished) <= 5  # each process checks the budget before starting a trial
