@@ -4,6 +4,7 @@ import os
 import shutil
 import signal
 import threading
+import time
 
 import pytest
 import torch
@@ -130,7 +131,15 @@ def test_a_failed_run_is_reported_the_rest_still_run_and_the_study_fails(tmp_pat
 
 
 def test_sigterm_stops_the_study_and_records_the_run_as_interrupted(tmp_path, experiments):
-    threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    first_epoch = tmp_path / "out" / "stop" / "runs" / "baseline" / "seed_0" / "checkpoints" / "last.ckpt"
+
+    def stop_once_training():  # the signal arrives inside the first run's fit, not before the study began
+        deadline = time.time() + 120
+        while not first_epoch.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=stop_once_training, daemon=True).start()
     with pytest.raises(lab.StudyInterrupted, match="stopped by signal 15"):
         lab.compare(["baseline", "dropout"], [0], name="stop", output=str(tmp_path / "out"),
                     extra=[*TINY, "--trainer.max_epochs=300"], echo=lambda line: None)
