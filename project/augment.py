@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import typing
 from typing import Any, Callable, Union
 
 import torch
@@ -84,8 +85,9 @@ def _affine_matrices(angle, scale, shear, tx, ty) -> torch.Tensor:
 def affine(degrees: float = 0.0, translate: tuple[float, float] = (0.0, 0.0),
            scale: tuple[float, float] = (1.0, 1.0), shear: float = 0.0) -> Callable:
     """Random rotation (+-degrees), translation (fraction of width, height), scale range, shear (+-degrees)."""
-    if degrees < 0 or shear < 0:
-        raise ValueError(f"affine.degrees={degrees} and affine.shear={shear} must be >= 0")
+    for name, value in (("degrees", degrees), ("shear", shear)):
+        if value < 0:
+            raise ValueError(f"affine.{name}={value} must be >= 0")
     if not all(0.0 <= t <= 1.0 for t in translate):
         raise ValueError(f"affine.translate={translate} must be fractions in [0, 1]")
     if not 0 < scale[0] <= scale[1]:
@@ -139,6 +141,8 @@ def erasing(p: float = 0.5, scale: tuple[float, float] = (0.02, 0.2), ratio: tup
         raise ValueError(f"erasing.p={p} must be in [0, 1]")
     if not 0 < scale[0] <= scale[1] <= 1:
         raise ValueError(f"erasing.scale={scale} must be (low, high) in (0, 1]")
+    if not 0 < ratio[0] <= ratio[1]:
+        raise ValueError(f"erasing.ratio={ratio} must be (low, high) with 0 < low <= high")
 
     def apply(x, gen):
         n, _, h, w = x.shape
@@ -204,8 +208,32 @@ def make_augmentation(spec: AugmentSpec) -> tuple[str, Callable]:
     unknown = set(settings) - allowed
     if unknown:
         raise ValueError(f"augment {name!r} has unknown settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+    types = typing.get_type_hints(factory)
+    for key, value in settings.items():
+        _check_type(f"data.augment.{name}.{key}", value, types[key])
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
-    return name, factory(**settings)
+    try:
+        return name, factory(**settings)
+    except ValueError as err:
+        raise ValueError(f"data.augment.{err}") from None
+
+
+def _check_type(setting: str, value, kind) -> None:
+    """A setting's value against its annotation (int, float, tuple[float, float]): the factories'
+    range checks can then compare numbers, and NaN or infinity never reaches a transform."""
+    def number(v, integer: bool) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        return isinstance(v, int) if integer else math.isfinite(v)
+
+    if kind in (int, float):
+        ok, allowed = number(value, kind is int), "an integer" if kind is int else "a finite number"
+    else:  # tuple[float, float]
+        size = len(typing.get_args(kind))
+        ok = isinstance(value, (list, tuple)) and len(value) == size and all(number(v, False) for v in value)
+        allowed = f"a list of {size} finite numbers, e.g. [{', '.join(['0.1'] * size)}]"
+    if not ok:
+        raise ValueError(f"{setting}={value!r}; allowed: {allowed}")
 
 
 class BatchAugment:
@@ -222,6 +250,15 @@ class BatchAugment:
 
     def __bool__(self) -> bool:
         return bool(self.steps)
+
+    def check_image_size(self, height: int, width: int) -> None:
+        """A random crop whose padding is the image's size or more can shift the whole image out."""
+        for spec in self.specs:
+            if isinstance(spec, dict) and spec.get("name") == "random_crop":
+                padding = spec.get("padding", 2)
+                if padding >= min(height, width):
+                    raise ValueError(f"data.augment.random_crop.padding={padding} shifts {height}x{width} images "
+                                     f"out of the frame; allowed: 0 to {min(height, width) - 1}")
 
     def seed(self, seed: int, device: torch.device | str = "cpu") -> None:
         self.generator = torch.Generator(device=device)

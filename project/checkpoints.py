@@ -151,7 +151,7 @@ class CheckpointOnInterrupt(Callback):
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
         signum = signal.SIGTERM if isinstance(exception, SIGTERMException) else signal.SIGINT
-        folder = checkpoint_folder(trainer)
+        folder = checkpoint_folder(trainer) if trainer.checkpoint_callbacks else None  # enable_checkpointing: false
         path = None
         if folder is not None and trainer.state.fn == "fit":
             path = folder / INTERRUPTED

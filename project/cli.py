@@ -7,9 +7,13 @@ YAML key (``project fit --print_config`` shows them all).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import logging
+import logging.handlers
 import os
+import random
 import signal
 import sys
 import time
@@ -17,11 +21,14 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ProgressBar, RichProgressBar
+from lightning.fabric.utilities.seed import seed_everything
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from project.callbacks import WeightPenalty
+from project.callbacks import NonFiniteLossError, WeightPenalty
+from project.checks import (MAX_SEED, SettingError, check_config_files, check_settings, constructor_error, fail,
+                            one_line_parse_error)
 from project.checkpoints import (CheckpointError, CheckpointOnInterrupt, CheckpointWriteError, check_matches,
                                  read_checkpoint, resolve_checkpoint)
 from project.data import DataError, ImageDataModule
@@ -34,13 +41,18 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
 class OneLineErrorParser(LightningArgumentParser):
-    """Reports a bad setting as one line (``error: ...``) without the page-long usage first."""
+    """Reports a bad setting as one line (``error: <setting>=<value> ...; allowed: ...``), without
+    jsonargparse's usage, tip and nested union report, and exits with argparse's code 2."""
 
     def print_usage(self, file=None) -> None:
         pass
 
     def error(self, message: str, ex: Exception | None = None):
-        super().error(" ".join(str(message).split()), ex)
+        if not self.exit_on_error:  # a parse inside a parse: the outer one reports
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        known = [k.lstrip("-") for k in parser._option_string_actions]
+        _stop(one_line_parse_error(message, known))
 
 
 class ProjectCLI(LightningCLI):
@@ -102,6 +114,25 @@ class ProjectCLI(LightningCLI):
         self.config[subcommand].ckpt_path = str(path)
         self._checkpoint = (path, checkpoint, run_folder)
 
+    def _set_seed(self) -> None:
+        """Every setting is checked first; then the seed is set without Lightning's "Seed set to"
+        line, so a bad setting's error is the only line printed. ``seed_everything: true`` draws a
+        random seed (Lightning's would be 0), shared with DDP's child processes through
+        PL_GLOBAL_SEED, and recorded in the config that is saved with the run."""
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        try:
+            check_settings(config, self.subcommand)
+        except SettingError as err:
+            _stop(err)
+        seed = config.get("seed_everything")
+        if seed is False:
+            return
+        if seed is True:
+            inherited = os.environ.get("PL_GLOBAL_SEED")
+            seed = int(inherited) if inherited is not None else random.SystemRandom().randint(0, MAX_SEED)
+            self.random_seed = seed
+        config["seed_everything"] = seed_everything(seed, workers=True, verbose=False)
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else None
         if not config:
@@ -130,14 +161,31 @@ class ProjectCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         # Constructors validate their settings; a bad value stops here, before any data is read
         # or any log folder is made, with one line and argparse's exit code.
-        try:
-            super().instantiate_classes()
-            if self._checkpoint:
-                check_matches(self._checkpoint[1], self.model, self._checkpoint[0])
-            if self.subcommand == "fit":
-                _check_run_length(self.model, self.trainer)
-        except (ValueError, TypeError, MisconfigurationException, ImportError) as err:
-            _stop(err)  # ImportError: an accelerator or precision whose package is missing
+        # Lightning's start-up lines (GPU available ...) are held back until every check passed.
+        with held_lightning_logs():
+            try:
+                super().instantiate_classes()
+                if self._checkpoint:
+                    check_matches(self._checkpoint[1], self.model, self._checkpoint[0])
+                if self.subcommand == "fit":
+                    _check_run_length(self.model, self.trainer)
+                _check_batch_norm_batches(self.model, self.datamodule)
+                if self.subcommand is not None:
+                    _check_memory(self.model, self.datamodule, self.trainer)
+                if self.subcommand is not None:
+                    # The data is read and checked here, before any log folder exists.
+                    self.datamodule.setup()
+                    if self.subcommand == "fit":
+                        _check_with_data(self.model, self.datamodule, self.trainer)
+            except DataError as err:
+                _stop(err)
+            except ImportError as err:  # an accelerator, strategy or precision whose package is missing
+                config = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
+                _stop(f"trainer.accelerator={config.get('accelerator')}, trainer.strategy={config.get('strategy')}, "
+                      f"trainer.precision={config.get('precision')}: a package it needs is missing ({err}); "
+                      "allowed: auto, cpu or gpu, or install that package")
+            except (ValueError, TypeError, MisconfigurationException) as err:
+                _stop(constructor_error(str(err)))
 
     def before_fit(self) -> None:
         for logger in self.trainer.loggers:
@@ -145,6 +193,8 @@ class ProjectCLI(LightningCLI):
 
     def _instantiate_trainer(self, config: dict, callbacks: list):
         callbacks = [c for c in callbacks if c is not None]  # early_stopping: null
+        if config.get("enable_checkpointing") is False:  # the default config's checkpoint callbacks step aside
+            config["callbacks"] = [c for c in config.get("callbacks") or [] if not isinstance(c, Checkpoint)]
         # Rich's live bar on a terminal; one plain line per epoch in CI logs and files.
         has_bar = any(isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])])
         if config.get("enable_progress_bar", True) is not False and not has_bar:
@@ -172,7 +222,9 @@ class ProjectCLI(LightningCLI):
         self.test_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         self.fit_metrics = {**fit_metrics, **self.test_metrics}  # the run's last logged values
         self.tested_metrics = weights
-        log_dir = self.trainer.log_dir  # a collective under DDP: every rank asks
+        # A collective under DDP: every rank asks. Without a logger nothing is written (Lightning's
+        # log_dir would then be the working directory).
+        log_dir = self.trainer.log_dir if self.trainer.loggers else None
         if self.trainer.is_global_zero:
             if log_dir:
                 _write_json(Path(log_dir) / "summary.json", {
@@ -271,7 +323,7 @@ def _check_run_length(model: ImageClassifier, trainer) -> None:
 
 def _after_predict(cli: "ProjectCLI") -> None:
     predictions = cli.trainer.predict_loop.predictions
-    if not cli.trainer.is_global_zero or not predictions or cli.trainer.log_dir is None:
+    if not cli.trainer.is_global_zero or not predictions or not cli.trainer.loggers or cli.trainer.log_dir is None:
         return
     dm = cli.datamodule
     folder = Path(cli.trainer.log_dir)
@@ -291,9 +343,77 @@ def _fall_back_to_fp16(trainer) -> None:
         trainer.precision = "16-mixed"
 
 
-def _stop(err: BaseException) -> None:
-    print(f"error: {err}", file=sys.stderr)
-    sys.exit(2)
+def _stop(err: BaseException | str, code: int = 2) -> None:
+    """One line on stderr, argparse's exit code 2 for a bad setting or data (1 for a failed run)."""
+    print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def held_lightning_logs():
+    """Lightning's info lines logged inside are printed at the end, or dropped if an error stops the run."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    held = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
+    saved = [(logger, logger.handlers[:], logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.handlers, logger.propagate = [held], False
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+        if ok:
+            for record in held.buffer:
+                logging.getLogger(record.name).handle(record)
+
+
+def _check_batch_norm_batches(model, datamodule) -> None:
+    """Batch norm needs two samples in a training batch to have batch statistics."""
+    if datamodule is None or datamodule.hparams.batch_size > 1:
+        return
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        fail("data.batch_size", 1, "an integer >= 2 with norm=batch, or another model.net.norm",
+             "leaves batch norm without batch statistics")
+
+
+def _check_memory(model, datamodule, trainer) -> None:
+    """A network and batch size that cannot fit in memory stop here, not with an allocation error mid-epoch."""
+    from project.model import machine_memory, network_settings
+
+    if model.memory is None or datamodule is None:
+        return
+    device = trainer.strategy.root_device
+    available, where = machine_memory(), "this machine's memory"
+    if device.type == "cuda":
+        available, where = torch.cuda.get_device_properties(device).total_memory, f"the GPU's memory ({device})"
+    hp = datamodule.hparams
+    for setting, batch, needed in (("data.batch_size", hp.batch_size, model.memory.training(hp.batch_size)),
+                                   ("data.eval_batch_size", hp.eval_batch_size,
+                                    model.memory.evaluation(hp.eval_batch_size))):
+        if needed > available:
+            fail(setting, batch, f"a batch size or network that fits in {where}, {available / 2**30:.1f} GiB",
+                 f"with model.net={network_settings(model.hparams.get('net'))} needs about "
+                 f"{needed / 2**30:.1f} GiB")
+
+
+def _check_with_data(model, datamodule, trainer) -> None:
+    """The settings that depend on the data's size, checked once it is read."""
+    batches = datamodule.train_batches(trainer.world_size)
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif limit is not None:
+        batches = max(1, int(batches * limit))
+    interval = trainer.val_check_interval
+    if isinstance(interval, int) and interval > batches and trainer.check_val_every_n_epoch is not None:
+        fail("trainer.val_check_interval", interval, f"a number of batches <= {batches} (an epoch's training "
+             "batches) or a fraction in (0, 1]", "is longer than an epoch")
+    try:
+        model.check_schedule(*model.run_length(trainer, batches))
+    except ValueError as err:
+        raise SettingError(str(err)) from None
 
 
 def _check_writable(folder: Path) -> None:
@@ -338,10 +458,15 @@ def run_summary(trainer, model, log_dir: str | None, weights: dict, test: dict, 
 def main(args: list[str] | None = None) -> None:
     CheckpointOnInterrupt.interrupted = None
     try:
+        check_config_files(sys.argv[1:] if args is None else args)
+    except SettingError as err:
+        _stop(err)
+    try:
         ProjectCLI(args=args)
-    except (DataError, CheckpointWriteError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    except DataError as err:
+        _stop(err)
+    except (NonFiniteLossError, CheckpointWriteError) as err:
+        _stop(err, code=1)  # the run failed; what it saved stays
     except (SystemExit, KeyboardInterrupt):
         stopped = CheckpointOnInterrupt.interrupted
         if stopped is None:

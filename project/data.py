@@ -89,12 +89,61 @@ def _load_fake(data_dir: Path, download: bool, fake: dict) -> Arrays:
     return images, labels, None, None
 
 
+IDX_IMAGES, IDX_LABELS = 2051, 2049  # the magic numbers of MNIST's IDX files (ubyte images, ubyte labels)
+
+
+def _idx_header(path: Path, magic: int, dims: int) -> tuple[int, ...]:
+    """The sizes an IDX file's header declares, after checking its magic number and its length."""
+    with open(path, "rb") as f:
+        raw = f.read(4 + 4 * dims)
+    kind = "images" if magic == IDX_IMAGES else "labels"
+    if len(raw) < 4 + 4 * dims:
+        raise DataError(f"{path}: {len(raw)} bytes, shorter than an IDX {kind} header; allowed: an MNIST-format file")
+    found, *sizes = np.frombuffer(raw, dtype=">u4").tolist()
+    if found != magic:
+        raise DataError(f"{path}: magic number {found}, not {magic} (IDX {kind}); allowed: an unpacked "
+                        f"MNIST-format {kind} file (a .gz must be unpacked first)")
+    expected = 4 + 4 * dims + math.prod(sizes)
+    actual = path.stat().st_size
+    if actual != expected:
+        raise DataError(f"{path}: {actual} bytes, but its header declares {' x '.join(map(str, sizes))} values "
+                        f"({expected} bytes); the file is truncated or padded")
+    return tuple(sizes)
+
+
+def check_idx_files(where: Path, shape: tuple[int, int, int], num_classes: int) -> None:
+    """MNIST's four IDX files, checked before torchvision reads them: torchvision asserts on a bad
+    magic number with no message, and trains silently on the shorter of images and labels."""
+    missing = [f for f in _MNIST_FILES if not (where / f).is_file()]
+    packed = [f for f in missing if (where / f"{f}.gz").is_file()]
+    if packed:
+        paths = " ".join(str(where / f"{f}.gz") for f in packed)
+        raise DataError(f"{where / packed[0]}.gz is packed and {packed[0]} is missing; unpack it first: gunzip -k {paths}")
+    if missing:
+        return  # torchvision downloads them, or says they are not there
+    for images_name, labels_name in zip(_MNIST_FILES[::2], _MNIST_FILES[1::2]):
+        images, labels = where / images_name, where / labels_name
+        count, height, width = _idx_header(images, IDX_IMAGES, 3)
+        (label_count,) = _idx_header(labels, IDX_LABELS, 1)
+        if (height, width) != tuple(shape[1:]):
+            raise DataError(f"{images}: images of {height}x{width}; allowed: {shape[1]}x{shape[2]}")
+        if label_count != count:
+            raise DataError(f"{labels}: {label_count} labels for the {count} images of {images}; "
+                            "allowed: one label per image")
+        values = np.frombuffer(labels.read_bytes()[8:], dtype=np.uint8)
+        if values.size and values.max() >= num_classes:
+            raise DataError(f"{labels}: label {values.max()} at index {int(values.argmax())}; allowed: 0 to "
+                            f"{num_classes - 1}")
+
+
 def _torchvision_loader(class_name: str, folder: str, files: list[str]) -> Callable[..., Arrays]:
     def load(data_dir: Path, download: bool, fake: dict) -> Arrays:
         import torchvision.datasets as tvd
 
         cls = getattr(tvd, class_name)
         where = data_dir / (folder or class_name)
+        if files == _MNIST_FILES:
+            check_idx_files(where, (1, 28, 28), 10)
         try:
             train = cls(str(data_dir), train=True, download=download)
             test = cls(str(data_dir), train=False, download=download)
@@ -245,8 +294,10 @@ class ImageDataModule(LightningDataModule):
         if dataset in ("digits", "mnist5k", "fake") and val_fraction + test_fraction >= 1.0:
             raise ValueError(f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} "
                              "must be < 1 to leave a training split")
-        if train_size is not None and train_size < 1:
-            raise ValueError(f"data.train_size={train_size} must be a positive integer or null (all)")
+        if train_size is not None and train_size < 2:
+            raise ValueError(f"data.train_size={train_size}; allowed: an integer >= 2 or null (all)")
+        if Path(data_dir).exists() and not Path(data_dir).is_dir():
+            raise ValueError(f"data.data_dir={data_dir} is a file; allowed: a folder (made if missing)")
         if clean_train_size is not None and clean_train_size < 0:
             raise ValueError(f"data.clean_train_size={clean_train_size} must be >= 0 (0: off) or null "
                              "(as large as the validation split)")
@@ -261,6 +312,7 @@ class ImageDataModule(LightningDataModule):
                              f"{tuple(fake_shape)} must be three positive sizes (C, H, W)")
         self.info = DATASETS[dataset]
         self.augmentation = BatchAugment(DEFAULT_AUGMENT if augment is None else augment)
+        self.augmentation.check_image_size(*self.input_shape[1:])
         self.train_set = self.val_set = self.test_set = self.train_clean_set = None
         self.mean = self.std = None
         self._loaded = False
@@ -294,7 +346,8 @@ class ImageDataModule(LightningDataModule):
                                                          hp.test_fraction if test_images is None else 0.0,
                                                          hp.train_size, hp.seed)
         except ValueError as err:  # a setting that does not fit this data set's size
-            raise DataError(f"{err} (data set {hp.dataset}, {len(labels)} samples)") from err
+            raise DataError(str(err).replace("; allowed", f" of data set {hp.dataset} ({len(labels)} samples); "
+                                             "allowed", 1)) from err
         if test_images is None:
             test_images, test_labels = images[test_idx], labels[test_idx]
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
@@ -308,11 +361,17 @@ class ImageDataModule(LightningDataModule):
         self.mean, self.std = normalization_stats(self.train_set.images, hp.normalize)
         self._loaded = True
 
-    def _loader(self, data: TensorBatches, batch_size: int, sampler=None) -> DataLoader:
+    def _loader(self, data: TensorBatches, batch_size: int, sampler=None, drop_last: bool = False) -> DataLoader:
         workers = self.hparams.num_workers
-        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=_keep_batch,
+        return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=_keep_batch, drop_last=drop_last,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.hparams.pin_memory)
+
+    def train_batches(self, world_size: int = 1) -> int:
+        """Training batches an epoch in each process, as train_dataloader makes them."""
+        per_process = math.ceil(len(self.train_set) / world_size)
+        batches, left = divmod(per_process, self.hparams.batch_size)
+        return batches + (left > 1 or (left == 1 and batches == 0))
 
     def train_dataloader(self) -> DataLoader:
         # Under DDP each process trains on its own shard of the training split, reshuffled every
@@ -325,7 +384,10 @@ class ImageDataModule(LightningDataModule):
                                          shuffle=True, seed=torch.initial_seed() % 2**31)
         else:
             sampler = RandomSampler(self.train_set)
-        return self._loader(self.train_set, self.hparams.batch_size, sampler)
+        # A last batch of one sample has no batch statistics (batch norm fails on it): that one
+        # sample, a different one each epoch, waits for the next epoch.
+        drop_last = len(sampler) % self.hparams.batch_size == 1 and len(sampler) > self.hparams.batch_size
+        return self._loader(self.train_set, self.hparams.batch_size, sampler, drop_last)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         # Loader 1 measures the training accuracy the way validation's is measured (the model
@@ -391,7 +453,8 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
 
     def carve(idx: np.ndarray, size: int, what: str) -> tuple[np.ndarray, np.ndarray]:
         if size < 1 or size >= len(idx):
-            raise ValueError(f"data.{what} leaves an empty split ({size} of {len(idx)} samples)")
+            raise ValueError(f"data.{what} leaves an empty split ({size} of {len(idx)} samples); allowed: a "
+                             f"value that leaves samples on both sides")
         part = idx[stratified_part(labels[idx], size, seed)]
         return np.setdiff1d(idx, part), part
 
@@ -402,7 +465,7 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
     if train_size is not None:
         if train_size > len(index):
             raise ValueError(f"data.train_size={train_size} is larger than the training split "
-                             f"({len(index)} samples)")
+                             f"({len(index)} samples); allowed: 2 to {len(index)}, or null (all)")
         if train_size < len(index):
             _, index = carve(index, train_size, "train_size")
     return index, val_idx, test_idx

@@ -8,6 +8,9 @@ switch them from the command line and the module still builds them for the data'
 from __future__ import annotations
 
 import math
+import os
+import warnings
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
@@ -111,7 +114,7 @@ class ImageClassifier(LightningModule):
             # callables given from Python are recorded by name, as they cannot be stored safely.
             if callable(self.hparams[key]):
                 self.hparams[key] = _callable_name(self.hparams[key])
-        self.net = (net or ConvNet)(tuple(input_shape), num_classes)
+        self.net, self.memory = build_network(net or ConvNet, tuple(input_shape), num_classes, self.hparams.net)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         # Kept out of the module tree so the state dict has each weight once.
@@ -203,6 +206,10 @@ class ImageClassifier(LightningModule):
             optimizer = self.optimizer_factory(probe)
         except (ValueError, TypeError) as err:
             raise ValueError(f"model.optimizer: {err}") from None
+        for key, value in optimizer.defaults.items():  # torch lets lr=inf or eps=nan through
+            values = value if isinstance(value, (tuple, list)) else [value]
+            if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+                raise ValueError(f"model.optimizer.{key}={value}; allowed: finite numbers")
         if self.scheduler_factory is None:
             return
         try:  # any length will do here
@@ -214,7 +221,7 @@ class ImageClassifier(LightningModule):
             raise ValueError(
                 f"model.warmup_steps={self.hparams.warmup_steps} cannot be combined with "
                 f"{type(scheduler).__name__}, which sets the rate from the base rate{own.get(type(scheduler), '')}: "
-                "a warm-up multiplied onto it would overshoot; use it with StepLR, MultiStepLR, ExponentialLR, "
+                "a warm-up multiplied onto it would overshoot; allowed: 0 with it, or a warm-up with StepLR, MultiStepLR, ExponentialLR, "
                 "MultiplicativeLR, CosineAnnealingLR, PolynomialLR, LinearLR or ReduceLROnPlateau")
 
     def configure_optimizers(self):
@@ -223,7 +230,11 @@ class ImageClassifier(LightningModule):
         # One tag for the optimizer's rate, as LearningRateMonitor names it without a scheduler.
         name = f"lr-{type(optimizer).__name__}"
         if self.scheduler_factory is not None:
-            scheduler, _ = self._make_scheduler(optimizer, *self._run_length())
+            if not math.isfinite(self.trainer.num_training_batches):
+                self.trainer.fit_loop.setup_data()  # as Trainer.estimated_stepping_batches does
+            epochs, steps = self.run_length(self.trainer, self.trainer.num_training_batches)
+            # A run without a length (max_epochs=-1) only reaches here with a schedule that needs none.
+            scheduler, _ = self._make_scheduler(optimizer, *(int(n) if math.isfinite(n) else 1 for n in (epochs, steps)))
             config = {"scheduler": scheduler, "name": name,
                       "interval": "step" if isinstance(scheduler, STEP_WISE_SCHEDULERS) else "epoch"}
             if isinstance(scheduler, ReduceLROnPlateau):
@@ -235,14 +246,44 @@ class ImageClassifier(LightningModule):
             schedulers.insert(0, {"scheduler": warmup, "interval": "step", "name": name})
         return [optimizer], schedulers
 
-    def _run_length(self) -> tuple[int, int]:
-        """The run's length in epochs and in optimizer steps, from the trainer's limits."""
-        steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(steps):
-            raise ValueError(f"model.scheduler needs the run's length, but trainer.max_epochs="
-                             f"{self.trainer.max_epochs} and trainer.max_steps={self.trainer.max_steps} set none")
-        per_epoch = max(1, math.ceil(self.trainer.num_training_batches / self.trainer.accumulate_grad_batches))
-        return max(1, math.ceil(steps / per_epoch)), int(steps)
+    @staticmethod
+    def run_length(trainer, batches: int) -> tuple[float, float]:
+        """The run's length in epochs and optimizer steps (inf: no limit), as Lightning will count
+        them, from ``batches`` training batches an epoch; known before fit starts."""
+        per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+        max_epochs = math.inf if trainer.max_epochs in (None, -1) else trainer.max_epochs
+        steps = min(max_epochs * per_epoch, math.inf if trainer.max_steps == -1 else trainer.max_steps)
+        return (math.ceil(steps / per_epoch) if math.isfinite(steps) else math.inf), steps
+
+    def check_schedule(self, epochs: float, steps: float) -> None:
+        """Steps the configured schedule through the whole run on a stand-in parameter: a setting
+        that crashes it or gives a negative or non-finite rate at any step stops before training."""
+        if self.scheduler_factory is None:
+            return
+        optimizer = self.optimizer_factory([nn.Parameter(torch.zeros(1))])
+        scheduler, _ = self._make_scheduler(optimizer, *(int(min(n, 10**6)) for n in (epochs, steps)))
+        if isinstance(scheduler, ReduceLROnPlateau):  # follows val/loss: nothing to simulate
+            return
+        name = type(scheduler).__name__
+        count = int(min(steps if isinstance(scheduler, STEP_WISE_SCHEDULERS) else epochs, 100_000))
+        unit = "step" if isinstance(scheduler, STEP_WISE_SCHEDULERS) else "epoch"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+            for done in range(count + 1):
+                rates = [group["lr"] for group in optimizer.param_groups]
+                if not all(isinstance(r, (int, float)) and math.isfinite(r) and r >= 0 for r in rates):
+                    raise ValueError(
+                        f"model.scheduler={name} sets the learning rate to {rates[0]} at {unit} {done} of this "
+                        f"run; allowed: settings that keep the rate finite and >= 0 through the run's {count} {unit}s")
+                if done == count:
+                    break
+                try:
+                    scheduler.step()
+                except (ValueError, ArithmeticError) as err:
+                    reason = " ".join(str(err).split())
+                    raise ValueError(
+                        f"model.scheduler={name} fails at {unit} {done + 1} of this run's {count} "
+                        f"({type(err).__name__}: {reason}); allowed: settings that last the whole run") from None
 
     def _make_scheduler(self, optimizer, epochs: int, steps: int):
         """The configured scheduler, its left-out length set to the run's; and whether one was left out."""
@@ -255,6 +296,69 @@ class ImageClassifier(LightningModule):
                 raise
             scheduler, missing = self.scheduler_factory(optimizer, total_steps=steps), True
         return scheduler, fill_run_length(scheduler, epochs) or missing
+
+
+def machine_memory() -> int:
+    """Bytes of physical memory on this machine."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+@dataclass(frozen=True)
+class NetworkMemory:
+    """Bytes a network needs, measured on the meta device: its parameters, and per sample the
+    activations a training step keeps for the backward pass and the largest pair an eval pass holds."""
+    parameters: int
+    train_per_sample: int
+    eval_per_sample: int
+
+    def training(self, batch_size: int) -> int:
+        return 4 * self.parameters + batch_size * self.train_per_sample  # weights, gradients, 2 optimizer states
+
+    def evaluation(self, batch_size: int) -> int:
+        return self.parameters + batch_size * self.eval_per_sample
+
+
+def _measure(net: Network, input_shape: tuple[int, int, int]) -> NetworkMemory:
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda m, args, out: sizes.append(out.numel() * out.element_size() // 2))
+             for m in net.modules() if not list(m.children())]
+    try:
+        net(torch.empty(2, *input_shape, device="meta"))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    pairs = [a + b for a, b in zip(sizes, sizes[1:])] or sizes
+    return NetworkMemory(sum(p.numel() * p.element_size() for p in net.parameters()), sum(sizes), max(pairs or [0]))
+
+
+def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_classes: int,
+                  config=None) -> tuple[Network, NetworkMemory | None]:
+    """The network and its memory needs, measured first on the meta device (no memory used): a
+    network whose parameters alone would not fit in this machine's memory stops with its settings
+    named, not with an allocation failure minutes later."""
+    try:
+        with torch.device("meta"):
+            memory = _measure(net(input_shape, num_classes), input_shape)
+    except ValueError as err:
+        raise ValueError(f"model.net.{err}") from None
+    except Exception:  # something the meta device cannot run: not measured
+        memory = None
+    if memory is not None and memory.parameters > machine_memory():
+        raise ValueError(
+            f"model.net={network_settings(config if isinstance(config, dict) else net)} has {memory.parameters // 4:,} parameters, "
+            f"{memory.parameters / 2**30:.1f} GiB of weights alone; allowed: a network whose weights fit in this "
+            f"machine's {machine_memory() / 2**30:.1f} GiB of memory (smaller widths or hidden)")
+    return net(input_shape, num_classes), memory
+
+
+def network_settings(net) -> str:
+    """``ConvNet(widths=[...], hidden=...)``: the settings that make a network large."""
+    if isinstance(net, dict):  # the config the CLI records in hparams
+        name, args = str(net.get("class_path", "")).rsplit(".", 1)[-1], net.get("init_args") or {}
+    else:
+        name, args = _callable_name(net), getattr(net, "keywords", None) or {}
+    settings = {k: v for k, v in args.items() if k in ("widths", "hidden")}
+    return f"{name}({', '.join(f'{k}={v}' for k, v in settings.items())})"
 
 
 def weight_statistics(net: nn.Module) -> dict[str, torch.Tensor]:

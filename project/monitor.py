@@ -393,7 +393,13 @@ class StepLearningRate(LearningRateMonitor):
     ``log_every_n_steps``: warm-up and one-cycle shapes are short, and a learning rate is a Python
     float, so logging it costs no device sync."""
 
+    def on_train_start(self, trainer: Trainer, *args, **kwargs) -> None:
+        if trainer.loggers:  # without a logger there is nothing to write to: step aside
+            super().on_train_start(trainer, *args, **kwargs)
+
     def on_train_batch_start(self, trainer: Trainer, *args, **kwargs) -> None:
+        if not trainer.loggers:
+            return
         stats = self._extract_stats(trainer, "step" if self.logging_interval is None else "any")
         for logger in trainer.loggers:
             logger.log_metrics(stats, step=trainer.fit_loop.epoch_loop._batches_that_stepped)

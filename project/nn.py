@@ -35,8 +35,8 @@ def _instance(num_features: int, dim: int, groups: int) -> nn.Module:
     if dim == 1:
         raise ValueError(
             "norm='instance' normalizes each channel of one sample over its pixels, so it needs "
-            "feature maps; flat features (MLP, classifier head) have one value per channel: "
-            "use 'layer' or 'batch' there"
+            "feature maps; flat features (MLP, classifier head) have one value per channel; "
+            "allowed there: 'layer', 'batch', 'group' or 'none'"
         )
     return nn.InstanceNorm2d(num_features, affine=True)
 
@@ -172,6 +172,7 @@ def init_weights(module: nn.Module, scheme: str = "kaiming_normal", *, activatio
     unknown = set(kw) - INIT_SETTINGS
     if unknown:
         raise ValueError(f"init_kwargs has unknown keys {sorted(unknown)}; allowed: {sorted(INIT_SETTINGS)}")
+    _check_init_settings(kw)
     if scheme == "default":
         return module
     for layer in module.modules():
@@ -183,6 +184,23 @@ def init_weights(module: nn.Module, scheme: str = "kaiming_normal", *, activatio
             nn.init.ones_(layer.weight)
             nn.init.zeros_(layer.bias)
     return module
+
+
+# What each init setting may be: a negative std or gain, or low >= high, would fail or mislead.
+_INIT_RANGES = {"value": ("a finite number", lambda v: True), "mean": ("a finite number", lambda v: True),
+                "std": ("a finite number >= 0", lambda v: v >= 0), "a": ("a finite number >= 0", lambda v: v >= 0),
+                "gain": ("a finite number > 0", lambda v: v > 0),
+                "low": ("a finite number", lambda v: True), "high": ("a finite number", lambda v: True)}
+
+
+def _check_init_settings(kw: dict) -> None:
+    for key, value in kw.items():
+        allowed, test = _INIT_RANGES[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not test(value):
+            raise ValueError(f"init_kwargs.{key}={value}; allowed: {allowed}")
+    if kw.get("low", -0.05) >= kw.get("high", 0.05):
+        raise ValueError(f"init_kwargs.low={kw.get('low', -0.05)} and init_kwargs.high={kw.get('high', 0.05)}; "
+                         "allowed: low < high")
 
 
 # --- networks ------------------------------------------------------------------------------------

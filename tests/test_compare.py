@@ -168,7 +168,7 @@ def test_unknown_experiment_lists_the_available_ones(tmp_path, experiments):
 
 def test_bad_config_in_an_experiment_stops_before_any_run(tmp_path, experiments):
     (experiments / "typo.yaml").write_text("model:\n  net:\n    init_args:\n      norm: batchh\n")
-    with pytest.raises(ValueError, match="experiment 'typo': error: norm='batchh' is not known"):
+    with pytest.raises(ValueError, match="experiment 'typo': error: model.net.norm='batchh' is not known"):
         lab.compare(["baseline", "typo"], [0], output=str(tmp_path / "out"), extra=TINY)
     assert not (tmp_path / "out").exists()
 

@@ -145,7 +145,7 @@ def test_flat_norms():
 
 
 def test_norm_errors_say_what_to_use():
-    with pytest.raises(ValueError, match="instance.*use 'layer' or 'batch'"):
+    with pytest.raises(ValueError, match="instance.*allowed there: 'layer', 'batch'"):
         make_norm("instance", 8, dim=1)
     with pytest.raises(ValueError, match="norm_groups=3 must be a positive divisor.*8 features"):
         make_norm("group", 8, groups=3)
