@@ -157,6 +157,11 @@ CHECKPOINT_RULES: dict[str, Rule] = {
 }
 
 
+# Lightning's weight averaging swaps the averaged weights in at fit end, after the best checkpoint
+# (the raw weights) was chosen.
+WEIGHT_AVERAGING = ("StochasticWeightAveraging", "EMAWeightAveraging", "WeightAveraging")
+
+
 def _apply(rules: dict[str, Rule], values, prefix: str) -> None:
     for key, (test, allowed) in rules.items():
         if key in values and not test(values[key]):
@@ -236,6 +241,11 @@ def check_settings(config, subcommand: str | None) -> None:
             stoppers.append((f"trainer.callbacks[{i}]", callback))
         elif name == "ModelCheckpoint":
             checkpoints.append((f"trainer.callbacks[{i}]", callback))
+        elif name in WEIGHT_AVERAGING:
+            fail(f"trainer.callbacks[{i}]", name, "the callbacks of configs/default.yaml and others that keep the "
+                 "weights as trained; for averaged weights use model.scheduler or a larger "
+                 "early_stopping.patience", "is not supported: the checkpoints, the test and the run summary "
+                 "would mix averaged and raw weights")
     for prefix, callback in stoppers:
         if hasattr(callback, "get") and callback.get("init_args") is not None:
             args = callback["init_args"]

@@ -17,12 +17,13 @@ import random
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Literal
 
 import torch
 from lightning.fabric.utilities.seed import seed_everything
-from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -34,7 +35,7 @@ from project.checkpoints import (CheckpointError, CheckpointOnInterrupt, Checkpo
 from project.data import DataError, ImageDataModule
 from project.diagnosis import Diagnosis
 from project.model import ImageClassifier
-from project.monitor import PlainProgressBar
+from project.monitor import EpochRichProgressBar, HParams, PlainProgressBar, QuietLightning, flatten_settings
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -58,12 +59,20 @@ class OneLineErrorParser(LightningArgumentParser):
 class ProjectCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("parser_class", OneLineErrorParser)
-        defaults = {"default_config_files": [str(DEFAULT_CONFIG)]} if DEFAULT_CONFIG.exists() else {}
+        # The model has its own optimizer and scheduler keys; Lightning's top-level --optimizer and
+        # --lr_scheduler would replace them with only a warning.
+        kwargs.setdefault("auto_configure_optimizers", False)
+        # PL_FIT__TRAINER__MAX_EPOCHS=5 is --trainer.max_epochs=5 for `project fit`.
+        defaults = {"default_env": True}
+        if DEFAULT_CONFIG.exists():
+            defaults["default_config_files"] = [str(DEFAULT_CONFIG)]
         kwargs.setdefault("parser_kwargs", {cmd: defaults for cmd in ("fit", "validate", "test", "predict")}
                           if kwargs.get("run", True) else defaults)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         self._started = time.perf_counter()
         self._checkpoint = None
+        self.random_seed: int | None = None
+        QuietLightning.install()
         super().__init__(ImageClassifier, ImageDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -186,6 +195,23 @@ class ProjectCLI(LightningCLI):
                       "allowed: auto, cpu or gpu, or install that package")
             except (ValueError, TypeError, MisconfigurationException) as err:
                 _stop(constructor_error(str(err)))
+        if self.subcommand is not None:
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, HParams):
+                    callback.defaults = self._default_settings()
+        if self.random_seed is not None and self.trainer.is_global_zero:
+            print(f"seed_everything: true drew seed {self.random_seed} (saved in the run's config.yaml; "
+                  f"--seed_everything={self.random_seed} repeats it)", file=sys.stderr, flush=True)
+
+    def _default_settings(self) -> dict[str, object]:
+        """The default configuration in the hparams tab's terms: what a run changed from it is listed first."""
+        defaults = _as_dict(self._subcommand_parsers[self.subcommand].get_defaults())
+        trainer, penalty = defaults.get("trainer") or {}, defaults.get("penalty") or {}
+        return flatten_settings({
+            "model": defaults.get("model") or {}, "data": defaults.get("data") or {},
+            "penalty": {k: penalty.get(k) for k in ("l1", "l2")},
+            "trainer": {"precision": str(trainer.get("precision")), "max_epochs": trainer.get("max_epochs"),
+                        "accumulate_grad_batches": trainer.get("accumulate_grad_batches")}})
 
     def before_fit(self) -> None:
         for logger in self.trainer.loggers:
@@ -198,7 +224,7 @@ class ProjectCLI(LightningCLI):
         # Rich's live bar on a terminal; one plain line per epoch in CI logs and files.
         has_bar = any(isinstance(c, ProgressBar) for c in [*callbacks, *(config.get("callbacks") or [])])
         if config.get("enable_progress_bar", True) is not False and not has_bar:
-            callbacks = [*callbacks, RichProgressBar() if sys.stdout.isatty() else PlainProgressBar()]
+            callbacks = [*callbacks, EpochRichProgressBar() if sys.stdout.isatty() else PlainProgressBar()]
         trainer = super()._instantiate_trainer(config, callbacks)
         # Callbacks run in list order: the penalty adds its gradient before the gradient monitors
         # (histograms, grad norms) look, so they show what the optimizer applies.
@@ -218,7 +244,7 @@ class ProjectCLI(LightningCLI):
         # The figures of the weights that are tested: the best checkpoint's own (saved with it), or
         # the final epoch's.
         weights = _checkpoint_metrics(tested) if tested else {"epoch": self.trainer.current_epoch, **fit_metrics}
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested, verbose=False)
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested, verbose=False, weights_only=True)
         self.test_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         self.fit_metrics = {**fit_metrics, **self.test_metrics}  # the run's last logged values
         self.tested_metrics = weights
@@ -445,7 +471,7 @@ def run_summary(trainer, model, log_dir: str | None, weights: dict, test: dict, 
         f"best val accuracy   {value(weights, 'val/acc_best')}   (any epoch up to then)",
         f"epochs run          {trainer.current_epoch}",
         f"wall time           {seconds:.1f} s",
-        f"logs                {log_dir}",
+        f"logs                {log_dir or 'none (no logger, or fast_dev_run)'}",
         f"best checkpoint     {best_checkpoint or 'none'}",
     ]
     if "train/acc_clean" in weights and "val/acc" in weights:
@@ -456,6 +482,8 @@ def run_summary(trainer, model, log_dir: str | None, weights: dict, test: dict, 
 
 
 def main(args: list[str] | None = None) -> None:
+    # Lightning's own use of torch's pytree, deprecated there: not something a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     CheckpointOnInterrupt.interrupted = None
     try:
         check_config_files(sys.argv[1:] if args is None else args)

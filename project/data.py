@@ -409,6 +409,8 @@ class ImageDataModule(LightningDataModule):
 
     # on the device
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if isinstance(batch, torch.Tensor):  # the model summary's example input, already a float image
+            return batch
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         return self.prepare(images, augment=training), labels

@@ -121,6 +121,11 @@ class ImageClassifier(LightningModule):
         object.__setattr__(self, "_compiled_net", torch.compile(self.net) if compile else None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        # Set by Lightning's LearningRateFinder (update_attr) or the lr-find command: replaces the
+        # optimizer's configured rate.
+        self.lr: Optional[float] = None
+        # One sample, so the model summary can count FLOPs (without it Lightning prints "Total FLOPs: 0").
+        self.example_input_array = torch.zeros(1, *input_shape)
         self.needs_run_length = False  # set by _check_optimization
         self._check_optimization()
         # Epoch metrics per stage; no input checks or NaN checks, which cost a device sync per step.
@@ -173,6 +178,11 @@ class ImageClassifier(LightningModule):
         return self(x).softmax(dim=-1)
 
     def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # a check that validation runs, not a result: nothing is shown
+            for stage in ("val", "train_clean"):
+                getattr(self, f"{stage}_acc").reset()
+                getattr(self, f"{stage}_loss").reset()
+            return
         val_acc = self.val_acc.compute()
         self._log_epoch("val")
         # Values equal on all ranks (validation is not sharded), so sync_dist only averages equals.
@@ -185,9 +195,8 @@ class ImageClassifier(LightningModule):
                            "diagnosis/bias": self.hparams.human_accuracy - clean_acc,
                            "diagnosis/variance": clean_acc - val_acc}, sync_dist=True, add_dataloader_idx=False)
         self.log_dict(weight_statistics(self.net), sync_dist=True, add_dataloader_idx=False)
-        if not self.trainer.sanity_checking:
-            self.val_acc_best.update(val_acc)
-            self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on all ranks
+        self.val_acc_best.update(val_acc)
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)  # equal on all ranks
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -226,6 +235,9 @@ class ImageClassifier(LightningModule):
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())
+        if self.lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = self.lr
         schedulers = []
         # One tag for the optimizer's rate, as LearningRateMonitor names it without a scheduler.
         name = f"lr-{type(optimizer).__name__}"

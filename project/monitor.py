@@ -6,12 +6,13 @@ rank 0 only. Costly pictures are drawn every ``every_n_epochs`` epochs, never pe
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
@@ -36,8 +37,24 @@ def _tensorboard(trainer: Trainer):
 
 
 def _layers(pl_module: LightningModule) -> dict[str, nn.Module]:
-    return {name.removeprefix("net."): m for name, m in pl_module.named_modules()
-            if isinstance(m, MONITORED_LAYERS)}
+    """Each conv/linear layer by the name its weights, gradients, gradient norm and activations
+    share: ``block<i>`` for the layer of block i, ``head<j>`` for the head's hidden layers,
+    ``logits`` for the output layer."""
+    layers = [(name, m) for name, m in pl_module.net.named_modules() if isinstance(m, MONITORED_LAYERS)]
+    names: dict[str, nn.Module] = {}
+    head = [m for name, m in layers if name.split(".")[0] == "head"]
+    for name, layer in layers:
+        parts = name.split(".")
+        if parts[0] == "blocks" and len(parts) > 1:
+            key = f"block{parts[1]}"
+        elif layer is (head[-1] if head else None):
+            key = "logits"
+        elif parts[0] == "head":
+            key = f"head{head.index(layer)}"
+        else:
+            key = name.replace(".", "_")
+        names[key if key not in names else name.replace(".", "_")] = layer
+    return names
 
 
 def _on_interval(trainer: Trainer, every_n_epochs: int) -> bool:
@@ -83,6 +100,7 @@ class Histograms(Callback):
         self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
         self.weights, self.gradients, self.activations = weights, gradients, activations
         self._grads_due = False
+        self._drawn_step = -1
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._grads_due = self.gradients and _on_interval(trainer, self.every_n_epochs)
@@ -97,10 +115,20 @@ class Histograms(Callback):
                 add_histogram(writer, f"gradients/{name}", layer.weight.grad, trainer.global_step)
 
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        writer = _tensorboard(trainer)
-        if writer is None or trainer.sanity_checking or not _on_interval(trainer, self.every_n_epochs):
+        if trainer.sanity_checking or not _on_interval(trainer, self.every_n_epochs):
             return
-        step = trainer.global_step
+        self._draw(trainer, pl_module)
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # The weights training ended with, whatever the interval (30 epochs, every 5: epoch 30 too).
+        if self.every_n_epochs > 0 and self._drawn_step != trainer.global_step:
+            self._draw(trainer, pl_module)
+
+    def _draw(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        writer = _tensorboard(trainer)
+        if writer is None:
+            return
+        step = self._drawn_step = trainer.global_step
         if self.weights:
             for name, layer in _layers(pl_module).items():
                 add_histogram(writer, f"weights/{name}", layer.weight, step)
@@ -110,6 +138,8 @@ class Histograms(Callback):
 
     def block_outputs(self, pl_module: LightningModule, datamodule) -> dict[str, torch.Tensor]:
         """Each block's output (and the logits) on the fixed validation batch."""
+        if datamodule.val_set is None:
+            return {}
         images = datamodule.val_set.images[: self.num_samples].to(pl_module.device)
         net = pl_module.net
         blocks = dict(getattr(net, "blocks", nn.ModuleList()).named_children())
@@ -184,7 +214,7 @@ class Pictures(Callback):
         grid = make_grid(torch.cat([originals, augment(originals.repeat(3, 1, 1, 1))]), nrow=16, pad_value=0.5)
         zoom = max(1, 64 // originals.shape[-1])  # 8x8 digits are too small to see as they are
         grid = torch.nn.functional.interpolate(grid[None], scale_factor=zoom, mode="nearest")[0]
-        writer.add_image("data/augmented (top row: originals)", grid, trainer.global_step)
+        writer.add_image("data/augmented", grid, trainer.global_step)  # the top row: the originals
 
     def _due(self, trainer: Trainer, stage: str) -> bool:
         return _tensorboard(trainer) is not None and (
@@ -302,27 +332,113 @@ def misclassified_image(images: torch.Tensor, predicted: torch.Tensor, true: tor
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
 
 
+# The metrics the hparams tab lists first (TensorBoard ticks the first few).
+HPARAM_METRICS = ("test/acc", "val/acc_best", "gap/acc", "test/loss", "val/acc", "val/loss", "train/acc_clean",
+                  "train/acc", "diagnosis/bias", "diagnosis/variance", "weights/l2_norm", "weights/zero_fraction")
+# A study (make compare, make search) names the settings it varies here, comma-separated, as hparams
+# keys (model/net/dropout) or config keys (model.net.init_args.dropout); they are listed first.
+STUDY_SETTINGS_ENV = "PROJECT_STUDY_SETTINGS"
+# The custom scalars tab: the curves that show overfitting on one chart each.
+CHART_LAYOUT = {
+    "Overfitting": {
+        "accuracy: clean train, running train, validation": ["Multiline", ["^train/acc_clean$", "^train/acc$",
+                                                                           "^val/acc$"]],
+        "loss: clean train, running train, validation": ["Multiline", ["^train/loss_clean$", "^train/loss$",
+                                                                       "^val/loss$"]],
+        "gap, bias, variance": ["Multiline", ["^gap/acc$", "^diagnosis/bias$", "^diagnosis/variance$"]],
+        "learning rate": ["Multiline", ["^lr-"]],
+    },
+}
+
+
 class HParams(Callback):
-    """Fills TensorBoard's hparams tab with the run's configuration and its final metrics.
+    """Fills TensorBoard's hparams tab with the run's configuration and its final metrics, and
+    writes the custom scalars layout (train and validation on one chart).
 
     The session is written once, at fit start, declaring the metric tags; TensorBoard then shows
     each tag's latest value, so the table fills in as the run goes (test/acc after the test).
-    Set ``trainer.enable_autolog_hparams: false`` so Lightning does not write a second session.
+    TensorBoard lists first the settings marked as differing, then the rest by name, and ticks
+    the first few: marked are the run's short name (``run``: the logger's name/version, the same
+    wherever TensorBoard is served from), the settings a study varies, and the settings this run
+    changed from the defaults. Set ``trainer.enable_autolog_hparams: false`` so Lightning does not
+    write a second session.
     """
+
+    def __init__(self, layout: bool = True):
+        """
+        Args:
+            layout: write the custom scalars layout (the Custom Scalars tab).
+        """
+        self.layout = layout
+        self.defaults: dict[str, object] = {}  # the default configuration's values, flattened (set by the CLI)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         writer = _tensorboard(trainer)
         if writer is None:
             return
-        from torch.utils.tensorboard.summary import hparams
-
-        params = run_configuration(trainer, pl_module)
-        for summary in hparams(params, {tag: 0.0 for tag in HPARAM_METRICS}):
+        if self.layout:
+            writer.add_custom_scalars(CHART_LAYOUT)
+        params = {"run": run_name(trainer), **run_configuration(trainer, pl_module)}
+        marked = {"run", *study_settings(), *(k for k, v in params.items() if k in self.defaults
+                                              and self.defaults[k] != v)}
+        for summary in hparams_summaries(params, HPARAM_METRICS, marked):
             writer.file_writer.add_summary(summary)
 
 
+def run_name(trainer: Trainer) -> str:
+    """``dropout/seed_1``, ``trial_0003``, ``default/version_0``: short and distinct within a study."""
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    if logger is None:
+        return ""
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return f"{logger.name}/{version}" if logger.name else version
+
+
+def study_settings() -> list[str]:
+    import os
+
+    keys = [k.strip() for k in os.environ.get(STUDY_SETTINGS_ENV, "").split(",") if k.strip()]
+    return [k.replace(".init_args.", ".").replace(".", "/") if "/" not in k else k for k in keys]
+
+
+def hparams_summaries(params: dict[str, object], metrics: tuple[str, ...], marked: set[str]) -> list:
+    """torch's ``hparams`` summaries, with the settings in ``marked`` flagged as differing (TensorBoard
+    lists those first) and the metrics in the given order."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+    from torch.utils.tensorboard.summary import hparams
+
+    experiment, start, end = hparams(params, {tag: 0.0 for tag in metrics})
+    data = plugin_data_pb2.HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
+    for info in data.experiment.hparam_infos:
+        info.differs = info.name in marked
+    ordered = sorted(data.experiment.hparam_infos, key=lambda info: (not info.differs, info.name))
+    data.experiment.ClearField("hparam_infos")
+    data.experiment.hparam_infos.extend(ordered)
+    experiment.value[0].metadata.plugin_data.content = data.SerializeToString()
+    return [experiment, start, end]
+
+
+def readable(value) -> object:
+    """An hparams value as a person reads it: true/false, [32, 64, 128], random_crop(padding=1)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(str(readable(v)) for v in value) + "]" if not any(
+            isinstance(v, dict) and "name" in v for v in value) else ", ".join(str(readable(v)) for v in value)
+    if isinstance(value, dict) and "name" in value:  # an augmentation step
+        settings = ", ".join(f"{k}={readable(v)}" for k, v in value.items() if k != "name")
+        return f"{value['name']}({settings})"
+    if isinstance(value, dict) and "class_path" in value:
+        return str(value["class_path"]).rsplit(".", 1)[-1]
+    return str(value)
+
+
 def run_configuration(trainer: Trainer, pl_module: LightningModule) -> dict[str, object]:
-    """The settings that tell runs apart, flattened to scalar values for the hparams tab."""
+    """The settings that tell runs apart, flattened to readable scalar values for the hparams tab."""
     config: dict[str, object] = {"model": dict(pl_module.hparams)}
     if trainer.datamodule is not None:
         config["data"] = dict(trainer.datamodule.hparams)
@@ -331,20 +447,69 @@ def run_configuration(trainer: Trainer, pl_module: LightningModule) -> dict[str,
             config["penalty"] = {"l1": callback.l1, "l2": callback.l2}
     config["trainer"] = {"precision": str(trainer.precision), "max_epochs": trainer.max_epochs,
                          "accumulate_grad_batches": trainer.accumulate_grad_batches}
+    return flatten_settings(config)
+
+
+def flatten_settings(config: dict) -> dict[str, object]:
+    """``{"model": {"net": {"class_path": ..., "init_args": {"dropout": 0.1}}}}`` as
+    ``{"model/net": "ConvNet", "model/net/dropout": 0.1}``: readable scalars, keys without init_args."""
     flat: dict[str, object] = {}
 
     def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
+        if isinstance(value, dict) and not ("name" in value and prefix.endswith("augment")):
+            if "class_path" in value:
+                flat[prefix] = readable(value)
             for key, inner in value.items():
-                if not str(key).startswith("_"):
-                    walk(f"{prefix}/{key}" if prefix else str(key), inner)
-        elif isinstance(value, (bool, int, float, str)):
-            flat[prefix] = value
+                if key == "class_path" or str(key).startswith("_"):
+                    continue
+                walk(prefix if key == "init_args" else f"{prefix}/{key}" if prefix else str(key), inner)
         else:
-            flat[prefix] = str(value)
+            flat[prefix] = readable(value)
 
     walk("", config)
-    return {key.replace("/init_args/", "/"): value for key, value in flat.items()}
+    return flat
+
+
+# What both progress bars show of an epoch, in this order.
+PROGRESS_METRICS = ("train/loss", "train/acc", "train/acc_clean", "val/loss", "val/acc", "gap/acc")
+
+
+class QuietLightning(logging.Filter):
+    """Drops Lightning's advertisement and notes that say nothing about the run, and holds back
+    "`Trainer.fit` stopped: ..." so the progress bar prints it after the last epoch's line, not
+    before it (Lightning logs it before the bar has printed that epoch)."""
+
+    NOISE = ("💡 Tip:", "`weights_only` was not set")
+    held: str | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("`Trainer.fit` stopped"):
+            QuietLightning.held = message
+            return False
+        return not message.startswith(self.NOISE)
+
+    @classmethod
+    def install(cls) -> None:
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, cls) for f in logger.filters):
+                logger.addFilter(cls())
+
+    @classmethod
+    def stop_message(cls, trainer: Trainer) -> str | None:
+        """Why fit stopped, once: Lightning's held line, or early stopping's reason."""
+        message, cls.held = cls.held, None
+        stopper = trainer.early_stopping_callback
+        if stopper is not None and stopper.stopped_epoch:
+            message = (f"`Trainer.fit` stopped: early stopping, {stopper.monitor} did not improve for "
+                       f"{stopper.patience} epochs (after epoch {stopper.stopped_epoch + 1})")
+        return message
+
+
+def epoch_metrics(trainer: Trainer) -> str:
+    metrics = trainer.callback_metrics
+    return "  ".join(f"{k} {float(metrics[k]):.4f}" for k in PROGRESS_METRICS if k in metrics)
 
 
 class PlainProgressBar(ProgressBar):
@@ -372,6 +537,9 @@ class PlainProgressBar(ProgressBar):
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer)
+        message = QuietLightning.stop_message(trainer)
+        if message and self._enabled and trainer.is_global_zero:
+            print(message, flush=True)
 
     def _flush(self, trainer: Trainer) -> None:
         if self._pending is not None:
@@ -381,11 +549,30 @@ class PlainProgressBar(ProgressBar):
     def _print(self, trainer: Trainer, epochs_done: int) -> None:
         if not self._enabled or not trainer.is_global_zero:
             return
+        print(f"epoch {epochs_done}/{trainer.max_epochs}  {epoch_metrics(trainer)}", file=sys.stdout, flush=True)
+
+
+class EpochRichProgressBar(RichProgressBar):
+    """Lightning's rich bar, counting epochs from 1 like the plain lines, showing the same metrics
+    and printing why fit stopped on a line of its own after the bar."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        description = f"Epoch {current_epoch + 1}"
+        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
+            description += f"/{self.trainer.max_epochs}"
+        return f"{description:{len(self.validation_description)}}"
+
+    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         metrics = trainer.callback_metrics
-        shown = "  ".join(f"{k} {float(metrics[k]):.4f}" for k in
-                          ("train/loss", "train/acc", "train/acc_clean", "val/loss", "val/acc", "gap/acc")
-                          if k in metrics)
-        print(f"epoch {epochs_done}/{trainer.max_epochs}  {shown}", file=sys.stdout, flush=True)
+        shown = {k: round(float(metrics[k]), 4) for k in PROGRESS_METRICS if k in metrics}
+        return {**shown, **{k: v for k, v in super().get_metrics(trainer, pl_module).items() if k == "v_num"}}
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_end(trainer, pl_module)
+        self._stop_progress()
+        message = QuietLightning.stop_message(trainer)
+        if message and trainer.is_global_zero:
+            print(message, flush=True)
 
 
 class StepLearningRate(LearningRateMonitor):

@@ -8,7 +8,8 @@ from torch.optim.lr_scheduler import StepLR
 from project.callbacks import WeightPenalty
 from project.data import ImageDataModule
 from project.model import ImageClassifier
-from project.monitor import GradientNorms, Histograms, HParams, Pictures, PlainProgressBar, StepLearningRate
+from project.monitor import (EpochRichProgressBar, GradientNorms, Histograms, HParams, Pictures, PlainProgressBar,
+                             QuietLightning, StepLearningRate)
 
 
 def run(tmp_path, make_trainer, callbacks, epochs=2, batches=4):
@@ -35,19 +36,24 @@ def test_everything_lands_in_tensorboard(tmp_path, make_trainer):
     events, model, dm = run(tmp_path, make_trainer, all_callbacks())
     tags = events.Tags()
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "gap/acc", "test/loss",
-                "test/acc", "train/penalty", "lr-SGD", "grad_norm/total", "grad_norm/blocks.0.0"):
+                "test/acc", "train/penalty", "lr-SGD", "grad_norm/total", "grad_norm/block0", "grad_norm/head0", "grad_norm/logits"):
         assert tag in tags["scalars"], tag
     # the logged learning rate is the scheduler's, at every step: 0.1 for epoch 0, 0.05 for epoch 1
     lrs = [(e.step, e.value) for e in events.Scalars("lr-SGD")]
     assert lrs == [(s, pytest.approx(0.1 * 0.5 ** (s // 4))) for s in range(8)]
     # histograms: one value per weight, per activation of the fixed batch
-    for name, layer in {"blocks.0.0": model.net.blocks[0][0], "head.4": model.net.head[4]}.items():
+    # weights, gradients, gradient norms and activations name a layer the same way
+    layers = {"block0": model.net.blocks[0][0], "block2": model.net.blocks[2][0], "head0": model.net.head[0],
+              "logits": model.net.head[4]}
+    for name, layer in layers.items():
         assert events.Histograms(f"weights/{name}")[-1].histogram_value.num == layer.weight.numel()
         assert events.Histograms(f"gradients/{name}")[-1].histogram_value.num == layer.weight.numel()
+    assert {t.split("/", 1)[1] for t in events.Tags()["histograms"]} == {"block0", "block1", "block2", "head0",
+                                                                         "logits"}
     assert events.Histograms("activations/block0")[-1].histogram_value.num == 20 * 32 * 4 * 4
     assert events.Histograms("activations/logits")[-1].histogram_value.num == 20 * 10
-    assert len(events.Histograms("weights/blocks.0.0")) == 2  # every epoch
-    for tag in ("data/augmented (top row: originals)", "val/confusion_matrix", "test/confusion_matrix",
+    assert len(events.Histograms("weights/block0")) == 2  # every epoch
+    for tag in ("data/augmented", "val/confusion_matrix", "test/confusion_matrix",
                 "test/misclassified"):
         image = events.Images(tag)[-1]
         assert image.width > 100 and image.height > 100 and len(image.encoded_image_string) > 1000, tag
@@ -55,12 +61,50 @@ def test_everything_lands_in_tensorboard(tmp_path, make_trainer):
     content = events.PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
     assert start["model/optimizer"].string_value == "run.<locals>.<lambda>"  # a Python callable, by name
+    assert start["run"].string_value == "run/version_0"  # the logger's name/version
     assert start["model/label_smoothing"].number_value == 0.0
     assert start["data/dataset"].string_value == "digits"
     assert start["penalty/l2"].number_value == pytest.approx(0.01)
     assert start["trainer/precision"].string_value == "32-true"
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    assert {m.name.tag for m in experiment.metric_infos} >= {"val/acc_best", "test/acc", "gap/acc"}
+    assert [m.name.tag for m in experiment.metric_infos][:3] == ["test/acc", "val/acc_best", "gap/acc"]
+    assert experiment.hparam_infos[0].name == "run" and experiment.hparam_infos[0].differs
+    # the custom scalars layout: train and validation on one chart
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    written = events.Tensors("custom_scalars__config__")
+    assert len(written) == 1  # once per run
+    charts = {chart.title: list(chart.multiline.tag) for category in
+              layout_pb2.Layout.FromString(written[0].tensor_proto.string_val[0]).category for chart in category.chart}
+    assert charts["accuracy: clean train, running train, validation"] == ["^train/acc_clean$", "^train/acc$",
+                                                                          "^val/acc$"]
+    assert {"loss: clean train, running train, validation", "gap, bias, variance", "learning rate"} <= set(charts)
+
+
+def test_hparams_list_first_what_a_run_changed_and_show_values_readably(tmp_path, make_trainer, monkeypatch):
+    from project.monitor import flatten_settings, readable
+
+    monkeypatch.setenv("PROJECT_STUDY_SETTINGS", "model.label_smoothing")
+    hparams = HParams()
+    hparams.defaults = {"data/batch_size": 64, "data/augment": "random_crop(padding=1)", "data/download": "true"}
+    events, _, _ = run(tmp_path, make_trainer, [hparams], epochs=1)
+    content = events.PluginTagToContent("hparams")
+    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    differing = [info.name for info in experiment.hparam_infos if info.differs]
+    # batch_size 32 and augment differ from the defaults given; download does not; label_smoothing is the study's
+    assert differing == ["data/augment", "data/batch_size", "model/label_smoothing", "run"]
+    assert [info.name for info in experiment.hparam_infos][:4] == differing
+    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
+    assert start["data/download"].string_value == "true" and start["data/augment"].string_value == "null"
+    assert readable([{"name": "random_crop", "padding": 1}, "hflip"]) == "random_crop(padding=1), hflip"
+    assert readable((0.9, 0.999)) == "[0.9, 0.999]" and readable(False) == "false"
+    assert flatten_settings({"net": {"class_path": "project.nn.ConvNet", "init_args": {"widths": [32, 64]}}}) == \
+        {"net": "ConvNet", "net/widths": "[32, 64]"}
+
+
+def test_final_weights_are_drawn_whatever_the_interval(tmp_path, make_trainer):
+    events, _, _ = run(tmp_path, make_trainer, [Histograms(every_n_epochs=5)], epochs=3)
+    assert [e.step for e in events.Histograms("weights/block0")] == [4, 12]  # epoch 1, and the last epoch's end
 
 
 def test_turning_options_off_removes_their_tags(tmp_path, make_trainer):
@@ -86,9 +130,37 @@ def test_histograms_use_the_same_fixed_batch():
     assert model.training  # restored
 
 
-def test_plain_progress_prints_one_line_per_epoch(make_trainer, capsys):
+def test_plain_progress_prints_one_line_per_epoch_then_why_fit_stopped(make_trainer, capsys):
+    QuietLightning.install()
     trainer = make_trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, enable_progress_bar=True,
                            callbacks=[PlainProgressBar()])
     trainer.fit(ImageClassifier(), ImageDataModule())
-    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
-    assert len(lines) == 2 and lines[1].startswith("epoch 2/2") and "val/acc" in lines[1]
+    lines = capsys.readouterr().out.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert len(epochs) == 2 and epochs[1].startswith("epoch 2/2")
+    for name in ("train/loss", "val/loss", "val/acc", "gap/acc"):
+        assert name in epochs[1]
+    assert lines[-1] == "`Trainer.fit` stopped: `max_epochs=2` reached."  # after the last epoch's line
+
+
+def test_rich_bar_counts_epochs_from_one_and_shows_the_epoch_metrics(make_trainer):
+    bar = EpochRichProgressBar()
+    trainer = make_trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, enable_progress_bar=True,
+                           callbacks=[bar])
+    trainer.fit(ImageClassifier(), ImageDataModule())
+    assert bar._get_train_description(0).strip() == "Epoch 1/2"
+    assert set(bar.get_metrics(trainer, trainer.lightning_module)) >= {"train/loss", "val/loss", "val/acc", "gap/acc"}
+
+
+def test_sanity_check_shows_no_validation_numbers(make_trainer):
+    seen = {}
+
+    class Spy(PlainProgressBar):
+        def on_sanity_check_end(self, trainer, pl_module):
+            seen.update(trainer.callback_metrics)
+
+    trainer = make_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=1,
+                           callbacks=[Spy()], enable_progress_bar=True)
+    trainer.fit(ImageClassifier(), ImageDataModule())
+    assert not any(k.startswith(("val/", "gap/", "diagnosis/")) for k in seen)
+    assert "val/acc" in trainer.callback_metrics
