@@ -20,7 +20,7 @@ SPACE ?= configs/search/default.yaml
 TRIALS ?= 20
 STORAGE ?=
 
-.PHONY: help install train test test-all tensorboard compare search bench bench-quick clean
+.PHONY: help install train lr-find test test-all tensorboard compare search bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ $(VENV)/.installed: pyproject.toml
 
 train: install ## fit the model, test the best checkpoint, print a summary (CONFIG=, EXPERIMENT=, ARGS=)
 	$(BIN)/project fit $(CONFIGS) $(ARGS)
+
+lr-find: install ## learning-rate range test: suggests a rate, plots loss vs rate in logs/<name>-lr_find/ (CONFIG=, EXPERIMENT=, ARGS=)
+	$(BIN)/project lr-find $(CONFIGS) $(ARGS)
 
 test: install ## run the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q

@@ -37,6 +37,7 @@ from project.diagnosis import Diagnosis
 from project.model import ImageClassifier
 from project.monitor import EpochRichProgressBar, HParams, PlainProgressBar, QuietLightning, flatten_settings
 
+RANDOM_SEED_ENV = "PROJECT_RANDOM_SEED"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
@@ -66,7 +67,8 @@ class ProjectCLI(LightningCLI):
         defaults = {"default_env": True}
         if DEFAULT_CONFIG.exists():
             defaults["default_config_files"] = [str(DEFAULT_CONFIG)]
-        kwargs.setdefault("parser_kwargs", {cmd: defaults for cmd in ("fit", "validate", "test", "predict")}
+        kwargs.setdefault("parser_kwargs", {"default_env": True, **{cmd: defaults for cmd in ("fit", "validate", "test",
+                                                                                              "predict")}}
                           if kwargs.get("run", True) else defaults)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         self._started = time.perf_counter()
@@ -126,8 +128,8 @@ class ProjectCLI(LightningCLI):
     def _set_seed(self) -> None:
         """Every setting is checked first; then the seed is set without Lightning's "Seed set to"
         line, so a bad setting's error is the only line printed. ``seed_everything: true`` draws a
-        random seed (Lightning's would be 0), shared with DDP's child processes through
-        PL_GLOBAL_SEED, and recorded in the config that is saved with the run."""
+        random seed (Lightning's would be 0), shared with the DDP processes this one starts, and
+        recorded in the config that is saved with the run."""
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         try:
             check_settings(config, self.subcommand)
@@ -137,8 +139,10 @@ class ProjectCLI(LightningCLI):
         if seed is False:
             return
         if seed is True:
-            inherited = os.environ.get("PL_GLOBAL_SEED")
-            seed = int(inherited) if inherited is not None else random.SystemRandom().randint(0, MAX_SEED)
+            # "<pid>:<seed>": the DDP processes that process started use the seed it drew.
+            parent, _, drawn = os.environ.get(RANDOM_SEED_ENV, "").partition(":")
+            seed = int(drawn) if parent == str(os.getppid()) else random.SystemRandom().randint(0, MAX_SEED)
+            os.environ[RANDOM_SEED_ENV] = f"{os.getpid()}:{seed}"
             self.random_seed = seed
         config["seed_everything"] = seed_everything(seed, workers=True, verbose=False)
 
@@ -181,7 +185,6 @@ class ProjectCLI(LightningCLI):
                 _check_batch_norm_batches(self.model, self.datamodule)
                 if self.subcommand is not None:
                     _check_memory(self.model, self.datamodule, self.trainer)
-                if self.subcommand is not None:
                     # The data is read and checked here, before any log folder exists.
                     self.datamodule.setup()
                     if self.subcommand == "fit":
@@ -485,8 +488,14 @@ def main(args: list[str] | None = None) -> None:
     # Lightning's own use of torch's pytree, deprecated there: not something a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     CheckpointOnInterrupt.interrupted = None
+    given = sys.argv[1:] if args is None else args
+    if given[:1] == ["lr-find"]:
+        from project import lr_find
+
+        lr_find.main(given[1:])
+        return
     try:
-        check_config_files(sys.argv[1:] if args is None else args)
+        check_config_files(given)
     except SettingError as err:
         _stop(err)
     try:

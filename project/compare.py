@@ -33,6 +33,7 @@ from pathlib import Path
 from lightning.pytorch import Callback
 
 from project.cli import CONFIG_DIR, ProjectCLI
+from project.monitor import flatten_settings, study_varies
 
 EXPERIMENT_DIR = CONFIG_DIR / "experiment"
 TECHNIQUES = ["baseline", "l1", "l2", "weight_decay", "dropout", "batchnorm", "augment", "early_stopping",
@@ -364,6 +365,24 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
     for logger in ("lightning.pytorch", "lightning.fabric"):  # each run's own output goes to its stdout.txt
         logging.getLogger(logger).setLevel(logging.WARNING)
     keys, datasets = check_configs(experiments, extra, vary)
+    with study_varies(varied_settings(experiments, vary)):
+        return _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets,
+                        isolated=trainer_config is not None)
+
+
+def varied_settings(experiments: list[str], vary: str) -> list[str]:
+    """The hparams keys the study varies: each experiment's own settings, and the seed."""
+    import yaml
+
+    keys = {"data/seed"} if vary in ("both", "data") else set()
+    for name in experiments:
+        if name != "baseline":
+            content = yaml.safe_load((EXPERIMENT_DIR / f"{name}.yaml").read_text()) or {}
+            keys |= set(flatten_settings({k: v for k, v in content.items() if k in ("model", "data", "penalty")}))
+    return sorted(keys)
+
+
+def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, isolated):
     out_dir = Path(output) / name
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -396,7 +415,7 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
         if jobs == 1:
             for i, (experiment, seed) in enumerate(todo, 1):
                 label = f"[{i:>3}/{len(todo)}] {experiment} seed {seed}"
-                report(run_one(experiment, seed, vary, runs_dir, extra, keys[experiment], label, trainer_config is not None))
+                report(run_one(experiment, seed, vary, runs_dir, extra, keys[experiment], label, isolated))
                 if _stop_signal is not None:
                     break
         else:

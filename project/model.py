@@ -121,9 +121,7 @@ class ImageClassifier(LightningModule):
         object.__setattr__(self, "_compiled_net", torch.compile(self.net) if compile else None)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
-        # Set by Lightning's LearningRateFinder (update_attr) or the lr-find command: replaces the
-        # optimizer's configured rate.
-        self.lr: Optional[float] = None
+        self._lr: Optional[float] = None
         # One sample, so the model summary can count FLOPs (without it Lightning prints "Total FLOPs: 0").
         self.example_input_array = torch.zeros(1, *input_shape)
         self.needs_run_length = False  # set by _check_optimization
@@ -134,6 +132,28 @@ class ImageClassifier(LightningModule):
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # travels in checkpoints, for resumed runs
+
+    @property
+    def lr(self) -> Optional[float]:
+        """A rate that replaces the optimizer's configured one (None: the configured one). Lightning's
+        LearningRateFinder sets it; set during fit, it also moves the running optimizer's rate and
+        the schedulers' base rates, so a schedule starts from the found rate, not the configured one."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: Optional[float]) -> None:
+        self._lr = value
+        trainer = self._trainer
+        if value is None or trainer is None:
+            return
+        for optimizer in trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = value
+                if "initial_lr" in group:
+                    group["initial_lr"] = value
+        for config in trainer.lr_scheduler_configs:
+            if hasattr(config.scheduler, "base_lrs"):
+                config.scheduler.base_lrs = [value] * len(config.scheduler.base_lrs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.hparams.channels_last:

@@ -6,7 +6,9 @@ rank 0 only. Costly pictures are drawn every ``every_n_epochs`` epochs, never pe
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 
 import numpy as np
@@ -394,9 +396,21 @@ def run_name(trainer: Trainer) -> str:
     return f"{logger.name}/{version}" if logger.name else version
 
 
-def study_settings() -> list[str]:
-    import os
+@contextlib.contextmanager
+def study_varies(keys: list[str]):
+    """Within it, every run (in this process or one it starts) lists these settings first in the hparams tab."""
+    before = os.environ.get(STUDY_SETTINGS_ENV)
+    os.environ[STUDY_SETTINGS_ENV] = ",".join(keys)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(STUDY_SETTINGS_ENV, None)
+        else:
+            os.environ[STUDY_SETTINGS_ENV] = before
 
+
+def study_settings() -> list[str]:
     keys = [k.strip() for k in os.environ.get(STUDY_SETTINGS_ENV, "").split(",") if k.strip()]
     return [k.replace(".init_args.", ".").replace(".", "/") if "/" not in k else k for k in keys]
 
@@ -487,7 +501,7 @@ class QuietLightning(logging.Filter):
         if message.startswith("`Trainer.fit` stopped"):
             QuietLightning.held = message
             return False
-        return not message.startswith(self.NOISE)
+        return not message.startswith(self.NOISE) and ".lr_find_" not in message  # the finder's own checkpoint
 
     @classmethod
     def install(cls) -> None:
@@ -495,6 +509,11 @@ class QuietLightning(logging.Filter):
             logger = logging.getLogger(name)
             if not any(isinstance(f, cls) for f in logger.filters):
                 logger.addFilter(cls())
+
+    @classmethod
+    def forget(cls) -> None:
+        """At train start: a message held from an earlier run in this process is not this run's."""
+        cls.held = None
 
     @classmethod
     def stop_message(cls, trainer: Trainer) -> str | None:
@@ -529,6 +548,9 @@ class PlainProgressBar(ProgressBar):
     # Lightning computes the epoch's train metrics and the module's gap/acc after the callbacks'
     # on_train_epoch_end, so epoch k's line is printed when epoch k + 1 starts, or training ends.
     # A resumed run prints only the epochs it trains itself.
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        QuietLightning.forget()
+
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._pending = trainer.current_epoch + 1
 
@@ -567,8 +589,11 @@ class EpochRichProgressBar(RichProgressBar):
         shown = {k: round(float(metrics[k]), 4) for k in PROGRESS_METRICS if k in metrics}
         return {**shown, **{k: v for k, v in super().get_metrics(trainer, pl_module).items() if k == "v_num"}}
 
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        QuietLightning.forget()
+
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_train_end(trainer, pl_module)
         self._stop_progress()
         message = QuietLightning.stop_message(trainer)
         if message and trainer.is_global_zero:

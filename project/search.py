@@ -29,6 +29,7 @@ import yaml
 from lightning.pytorch import Callback
 
 from project.cli import CONFIG_DIR, ProjectCLI
+from project.monitor import study_varies
 
 DEFAULT_SPACE = CONFIG_DIR / "search" / "default.yaml"
 # What the model logs once per validation: the names a study can optimize.
@@ -284,8 +285,9 @@ def search(space_path: Path, name: str, trials: int, timeout: float | None = Non
         echo(f"trial {trial.number}: {value}  {' '.join(trial.user_attrs.get('flags', []))}  | {best}")
 
     if done < trials:
-        study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
+        with study_varies(sorted(space["params"])):
+                study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
+                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
     written = write_results(study, space, extra, out_dir)
     echo(f"written to {out_dir}/: {', '.join(p.name for p in written.values())}; tensorboard --logdir {out_dir / 'trials'}")
     return study

@@ -151,6 +151,9 @@ CASES = [
       "--trainer.callbacks.save_top_k=-2"], "trainer.callbacks[10].save_top_k=-2"),
     (["--trainer.callbacks+=EarlyStopping", "--trainer.callbacks.monitor=loss"], "trainer.callbacks[10].monitor=loss"),
     (["--trainer.callbacks+=Histograms", "--trainer.callbacks.every_n_epochs=-1"], "Histograms.every_n_epochs=-1"),
+    (["--trainer.callbacks+=StochasticWeightAveraging", "--trainer.callbacks.swa_lrs=0.01"],
+     "trainer.callbacks[10]=StochasticWeightAveraging"),
+    (["--trainer.callbacks+=EMAWeightAveraging"], "trainer.callbacks[10]=EMAWeightAveraging"),
     # the penalty
     (["--penalty.l1=-0.5"], "penalty.l1=-0.5"),
     (["--penalty.l2=abc"], "penalty.l2=abc"),

@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 from project import bench
 
 
+@pytest.mark.slow  # the quick benchmark runs every measure (about 10 s); make test-all
 def test_quick_benchmark_report_has_every_measure(tmp_path):
     lines = []
     report = bench.run(bench.TINY, tmp_path, echo=lines.append)

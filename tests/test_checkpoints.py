@@ -41,6 +41,7 @@ def _epoch_of(path: Path) -> int:
     return torch.load(path, weights_only=True)["epoch"]
 
 
+@pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     subprocess.run(cli("--trainer.logger.init_args.name=whole"), check=True, env=env, capture_output=True)
@@ -86,6 +87,7 @@ def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
     assert torch.equal(final_state(run)[0][next(iter(cut_weights))], next(iter(cut_weights.values())))
 
 
+@pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_ctrl_c_saves_interrupted_and_last_resumes_from_it(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(cli("--trainer.max_epochs=500"), env=env, stdout=subprocess.PIPE,

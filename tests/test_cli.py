@@ -145,3 +145,68 @@ def test_gradient_norms_are_measured_after_the_penalty(tmp_path):
     weights = torch.cat([w.detach().flatten() for w in layer_weights(cli.model)])
     # the penalty's gradient 2 * l2 * w dwarfs the loss's; one Adam step moves w by at most lr
     assert measured == pytest.approx(2 * l2 * weights.norm().item(), rel=0.2)
+
+
+def test_environment_variables_configure_a_run(monkeypatch):
+    monkeypatch.setenv("PL_FIT__TRAINER__MAX_EPOCHS", "2")
+    monkeypatch.setenv("PL_FIT__MODEL__LABEL_SMOOTHING", "0.1")
+    cli = ProjectCLI(args=["fit", "--test_after_fit=false", *QUICK])
+    assert cli.trainer.max_epochs == 2 and cli.trainer.current_epoch == 2
+    assert cli.model.hparams.label_smoothing == 0.1
+
+
+def test_seed_everything_true_draws_a_seed_prints_and_saves_it(tmp_path, capsys):
+    import yaml
+
+    seeds = []
+    for run in range(2):
+        ProjectCLI(args=["fit", "--seed_everything=true", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
+                         "--test_after_fit=false", *QUICK])
+        line = next(line for line in capsys.readouterr().err.splitlines() if "drew seed" in line)
+        seed = int(line.split("drew seed ")[1].split()[0])
+        saved = yaml.safe_load((tmp_path / "logs" / "default" / f"version_{run}" / "config.yaml").read_text())
+        assert saved["seed_everything"] == seed
+        seeds.append(seed)
+    assert seeds[0] != seeds[1]
+
+
+def test_the_top_level_optimizer_keys_are_gone(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--optimizer=SGD", *QUICK])
+    assert done.value.code == 2
+    assert "optimizer is not a setting" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--model.optimizer" in help_text and "\n  --optimizer" not in help_text and "--lr_scheduler" not in help_text
+
+
+def test_lr_find_suggests_a_rate_and_plots_it(tmp_path, capsys):
+    import csv
+
+    main(["lr-find", "--num_training=30", "--min_lr=1e-5", "--max_lr=1"])
+    out = capsys.readouterr().out
+    folder = tmp_path / "logs" / "default-lr_find" / "version_0"
+    assert (folder / "lr_find.png").stat().st_size > 10_000
+    rows = list(csv.DictReader(open(folder / "lr_find.csv")))
+    assert len(rows) == 30 and float(rows[0]["lr"]) == pytest.approx(1e-5)
+    rates = [float(r["lr"]) for r in rows]
+    assert all(b > a for a, b in zip(rates, rates[1:]))  # the rate grows every step
+    suggested = float(out.split("suggested learning rate ")[1].split()[0])
+    assert 1e-5 < suggested < 1 and f"--model.optimizer.init_args.lr={suggested:.3g}" in out
+    assert not (tmp_path / "logs" / "default").exists()  # a test, not a run
+
+
+def test_lightnings_lr_finder_callback_sets_the_rate_the_optimizer_uses():
+    cli = ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--trainer.callbacks+=LearningRateFinder",
+                           "--trainer.callbacks.num_training_steps=20", "--test_after_fit=false", *QUICK])
+    assert cli.model.lr is not None and cli.model.lr != 0.003
+    # the schedule starts from the found rate: cosine over one epoch ends at 0 from it
+    assert cli.trainer.optimizers[0].param_groups[0]["initial_lr"] == pytest.approx(cli.model.lr)
+    assert cli.trainer.lr_scheduler_configs[0].scheduler.base_lrs == [pytest.approx(cli.model.lr)]
+
+
+def test_fast_dev_run_says_there_are_no_logs(capsys):
+    ProjectCLI(args=["fit", "--trainer.fast_dev_run=true", *QUICK])
+    out = capsys.readouterr().out
+    assert "logs                none" in out and "None" not in out

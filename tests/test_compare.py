@@ -152,6 +152,7 @@ def test_sigterm_stops_the_study_and_records_the_run_as_interrupted(tmp_path, ex
     lab._stop_signal = None
 
 
+@pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_runs_in_parallel_processes(tmp_path, experiments):
     lines = []
     rows, results = lab.compare(["baseline", "dropout"], [0], name="jobs", output=str(tmp_path / "out"), extra=TINY,
@@ -184,6 +185,7 @@ def test_every_shipped_experiment_parses():
         assert path.read_text().startswith(f"# {path.stem}: "), path  # one comment: what it demonstrates
 
 
+@pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_compare_with_a_multi_process_trainer_config(tmp_path, experiments):
     ddp = str(lab.CONFIG_DIR / "trainer" / "ddp_cpu.yaml")
     rows, _ = lab.compare(["baseline"], [0], name="ddp", trainer_config=ddp, output=str(tmp_path / "out"),

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
 
+@pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_two_process_ddp_on_cpu(tmp_path):
     env = {**os.environ, "PROBE_DIR": str(tmp_path), "PYTHONPATH": str(REPO / "tests" / "helpers")}
     run = subprocess.run(

@@ -85,6 +85,7 @@ def test_median_pruner_with_real_trials(tmp_path):
             assert value < sorted(earlier)[len(earlier) // 2] + 1e-9
 
 
+@pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_two_processes_share_one_sqlite_study(tmp_path):
     space = write_space(tmp_path)
     command = [sys.executable, "-m", "project.search", "--space", str(space), "--name", "shared", "--trials", "4",
