@@ -340,6 +340,7 @@ HPARAM_METRICS = ("test/acc", "val/acc_best", "gap/acc", "test/loss", "val/acc",
 # A study (make compare, make search) names the settings it varies here, comma-separated, as hparams
 # keys (model/net/dropout) or config keys (model.net.init_args.dropout); they are listed first.
 STUDY_SETTINGS_ENV = "PROJECT_STUDY_SETTINGS"
+RUN_KEY = "Run"  # the run's short name in the hparams tab
 # The custom scalars tab: the curves that show overfitting on one chart each.
 CHART_LAYOUT = {
     "Overfitting": {
@@ -359,10 +360,10 @@ class HParams(Callback):
 
     The session is written once, at fit start, declaring the metric tags; TensorBoard then shows
     each tag's latest value, so the table fills in as the run goes (test/acc after the test).
-    TensorBoard lists first the settings marked as differing, then the rest by name, and ticks
-    the first few: marked are the run's short name (``run``: the logger's name/version, the same
-    wherever TensorBoard is served from), the settings a study varies, and the settings this run
-    changed from the defaults. Set ``trainer.enable_autolog_hparams: false`` so Lightning does not
+    TensorBoard lists first the settings marked as differing, then the rest, each group by name,
+    and ticks the first few: marked are the run's short name (``Run``: the logger's name/version,
+    the same wherever TensorBoard is served from; capitalized, it sorts first) and either the
+    settings a study varies or, for a run of its own, the settings it changed from the defaults. Set ``trainer.enable_autolog_hparams: false`` so Lightning does not
     write a second session.
     """
 
@@ -380,9 +381,10 @@ class HParams(Callback):
             return
         if self.layout:
             writer.add_custom_scalars(CHART_LAYOUT)
-        params = {"run": run_name(trainer), **run_configuration(trainer, pl_module)}
-        marked = {"run", *study_settings(), *(k for k, v in params.items() if k in self.defaults
-                                              and self.defaults[k] != v)}
+        params = {RUN_KEY: run_name(trainer), **run_configuration(trainer, pl_module)}
+        # In a study, what it varies; alone, what this run changed from the defaults.
+        varied = study_settings() or [k for k, v in params.items() if k in self.defaults and self.defaults[k] != v]
+        marked = {RUN_KEY, *varied}
         for summary in hparams_summaries(params, HPARAM_METRICS, marked):
             writer.file_writer.add_summary(summary)
 
@@ -586,8 +588,7 @@ class EpochRichProgressBar(RichProgressBar):
 
     def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
         metrics = trainer.callback_metrics
-        shown = {k: round(float(metrics[k]), 4) for k in PROGRESS_METRICS if k in metrics}
-        return {**shown, **{k: v for k, v in super().get_metrics(trainer, pl_module).items() if k == "v_num"}}
+        return {k: float(metrics[k]) for k in PROGRESS_METRICS if k in metrics}
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)

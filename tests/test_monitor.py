@@ -61,14 +61,14 @@ def test_everything_lands_in_tensorboard(tmp_path, make_trainer):
     content = events.PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
     assert start["model/optimizer"].string_value == "run.<locals>.<lambda>"  # a Python callable, by name
-    assert start["run"].string_value == "run/version_0"  # the logger's name/version
+    assert start["Run"].string_value == "run/version_0"  # the logger's name/version
     assert start["model/label_smoothing"].number_value == 0.0
     assert start["data/dataset"].string_value == "digits"
     assert start["penalty/l2"].number_value == pytest.approx(0.01)
     assert start["trainer/precision"].string_value == "32-true"
     experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
     assert [m.name.tag for m in experiment.metric_infos][:3] == ["test/acc", "val/acc_best", "gap/acc"]
-    assert experiment.hparam_infos[0].name == "run" and experiment.hparam_infos[0].differs
+    assert experiment.hparam_infos[0].name == "Run" and experiment.hparam_infos[0].differs
     # the custom scalars layout: train and validation on one chart
     from tensorboard.plugins.custom_scalar import layout_pb2
 
@@ -81,25 +81,37 @@ def test_everything_lands_in_tensorboard(tmp_path, make_trainer):
     assert {"loss: clean train, running train, validation", "gap, bias, variance", "learning rate"} <= set(charts)
 
 
-def test_hparams_list_first_what_a_run_changed_and_show_values_readably(tmp_path, make_trainer, monkeypatch):
+def _marked(events) -> tuple[list[str], list[str]]:
+    experiment = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/experiment"]).experiment
+    return [info.name for info in experiment.hparam_infos if info.differs], [info.name for info in experiment.hparam_infos]
+
+
+def test_hparams_list_first_what_a_run_changed_and_show_values_readably(tmp_path, make_trainer):
     from project.monitor import flatten_settings, readable
 
-    monkeypatch.setenv("PROJECT_STUDY_SETTINGS", "model.label_smoothing")
     hparams = HParams()
     hparams.defaults = {"data/batch_size": 64, "data/augment": "random_crop(padding=1)", "data/download": "true"}
     events, _, _ = run(tmp_path, make_trainer, [hparams], epochs=1)
-    content = events.PluginTagToContent("hparams")
-    experiment = HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
-    differing = [info.name for info in experiment.hparam_infos if info.differs]
-    # batch_size 32 and augment differ from the defaults given; download does not; label_smoothing is the study's
-    assert differing == ["data/augment", "data/batch_size", "model/label_smoothing", "run"]
-    assert [info.name for info in experiment.hparam_infos][:4] == differing
-    start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info.hparams
-    assert start["data/download"].string_value == "true" and start["data/augment"].string_value == "null"
+    differing, names = _marked(events)
+    # batch_size 32 and augment (null here) differ from the defaults given; download does not
+    assert differing == ["Run", "data/augment", "data/batch_size"] and names[:3] == differing
+    start = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    values = start.session_start_info.hparams
+    assert values["data/download"].string_value == "true" and values["data/augment"].string_value == "null"
     assert readable([{"name": "random_crop", "padding": 1}, "hflip"]) == "random_crop(padding=1), hflip"
     assert readable((0.9, 0.999)) == "[0.9, 0.999]" and readable(False) == "false"
     assert flatten_settings({"net": {"class_path": "project.nn.ConvNet", "init_args": {"widths": [32, 64]}}}) == \
         {"net": "ConvNet", "net/widths": "[32, 64]"}
+
+
+def test_a_study_marks_what_it_varies_not_what_its_baseline_changed(tmp_path, make_trainer):
+    from project.monitor import study_varies
+
+    hparams = HParams()
+    hparams.defaults = {"data/batch_size": 64}
+    with study_varies(["model.label_smoothing", "data/seed"]):
+        events, _, _ = run(tmp_path, make_trainer, [hparams], epochs=1)
+    assert _marked(events)[0] == ["Run", "data/seed", "model/label_smoothing"]
 
 
 def test_final_weights_are_drawn_whatever_the_interval(tmp_path, make_trainer):
