@@ -319,6 +319,19 @@ def _allowed_from(text: str) -> str:
     return " or ".join(found) or "see --help"
 
 
+def _init_settings(class_path: str) -> list[str]:
+    """The constructor arguments of a class given by its import path (none if it cannot be imported)."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+
+
 def constructor_error(message: str) -> str:
     """A constructor's own message out of jsonargparse's union report around it (a callback in a list)."""
     text = " ".join(str(message).split())
@@ -331,12 +344,11 @@ def constructor_error(message: str) -> str:
 def one_line_parse_error(message: str, known_keys: list[str] | None = None) -> str:
     """jsonargparse's nested, multi-line message as ``<setting>=<value> ...; allowed: ...``."""
     text = " ".join(str(message).split())
-    unknown = re.match(r"unrecognized arguments: (.*)", text)
-    option = re.match(r"Option '([^']+)' is not accepted", text)
-    if option:
-        unknown = f"--{option.group(1)}"
-    if unknown or option:
-        key = (unknown.group(1).split()[0] if unknown else option.group(1)).lstrip("-").split("=", 1)[0]
+    # a flag, or a key of a config file, that no setting has
+    unknown = re.match(r"unrecognized arguments: (\S+)", text) or re.match(
+        r"(?:Option|Subcommand '\w+' does not accept option) '([^']+)'", text)
+    if unknown:
+        key = unknown.group(1).lstrip("-").split("=", 1)[0]
         close = difflib.get_close_matches(key, known_keys or [], n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{key} is not a setting{hint}; allowed: the keys `project fit --print_config` shows"
@@ -351,6 +363,14 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None) -> s
         owner_name = f" by {_short(owner.group(1))}" if owner else ""
         return (f"{key}.{names[0]} is missing: it is required{owner_name}; allowed: give it, "
                 f"e.g. --{key}.{names[0]}=...")
+    nested = re.search(r"Option '([^']+)' is not accepted", tail)
+    owner = re.search(r"class_path='([\w.]+)'", tail)
+    if key and nested:  # a config file's key that the class does not have
+        option, settings = nested.group(1), _init_settings(owner.group(1)) if owner else []
+        close = difflib.get_close_matches(option, settings, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return (f"{key}.{option} is not a setting of {_short(owner.group(1)) if owner else key}{hint}; "
+                f"allowed: {', '.join(settings) or 'see --help'}")
     value = None
     for pattern in (r"Expected a path but (\S+) either", r"Got value: (.+?)(?:\. Got value:| - Expected|$)",
                     r"Given value: (.+?)(?:\. Got value:| - Expected|$)"):

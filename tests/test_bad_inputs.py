@@ -60,6 +60,8 @@ CASES = [
     (["--model.nonsense=1"], "model.nonsense"),
     (["--model.optimizr.lr=1"], "model.optimizr.lr"),
     (["--nonsense=1"], "nonsense"),
+    (["--model.net.dropuot=0.1"], "model.net.dropuot is not a setting of ConvNet (did you mean dropout?)"),
+    (["--model.optimizer.lrr=0.1"], "model.optimizer.lrr is not a setting of Adam (did you mean lr?)"),
     # the optimizer
     (["--model.optimizer.lr=abc"], "model.optimizer.lr=abc"),
     (["--model.optimizer.lr=nan"], "model.optimizer.lr=nan"),
@@ -241,7 +243,8 @@ FILE_CASES = [
     ("scalar.yaml", "5\n", "holds a YAML int"),
     ("missing.yaml", None, "is not a file"),
     ("unknown.yaml", "trainer: {max_epoch: 3}\n", "trainer.max_epoch"),
-    ("typo.yaml", "modle: {net: MLP}\n", "modle.net"),
+    ("typo.yaml", "modle: {net: MLP}\n", "modle.net is not a setting"),
+    ("nested_typo.yaml", "model: {net: {init_args: {dropuot: 0.1}}}\n", "model.net.dropuot is not a setting"),
     ("value.yaml", "model: {net: {init_args: {dropout: 3}}}\n", "model.net.dropout=3"),
 ]
 
@@ -251,7 +254,8 @@ def test_bad_config_file(tmp_path, monkeypatch, capsys, name, content, named):
     monkeypatch.chdir(tmp_path)
     if content is not None:
         (tmp_path / name).write_text(content)
-    assert_one_line(*run_cli(["fit", *QUICK, "--config", name], capsys), named)
+    line = assert_one_line(*run_cli(["fit", *QUICK, "--config", name], capsys), named)
+    assert "allowed" in line or "must be" in line, line
     assert not (tmp_path / "logs").exists()
 
 
