@@ -519,12 +519,17 @@ class QuietLightning(logging.Filter):
 
     @classmethod
     def stop_message(cls, trainer: Trainer) -> str | None:
-        """Why fit stopped, once: Lightning's held line, or early stopping's reason."""
+        """Why fit stopped, from the trainer's state (the logged line may be filtered by a log
+        level): early stopping's reason, max_steps or max_epochs reached, or Lightning's held line."""
         message, cls.held = cls.held, None
         stopper = trainer.early_stopping_callback
         if stopper is not None and stopper.stopped_epoch:
-            message = (f"`Trainer.fit` stopped: early stopping, {stopper.monitor} did not improve for "
-                       f"{stopper.patience} epochs (after epoch {stopper.stopped_epoch + 1})")
+            return (f"`Trainer.fit` stopped: early stopping, {stopper.monitor} did not improve for "
+                    f"{stopper.patience} epochs (after epoch {stopper.stopped_epoch + 1})")
+        if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+            return f"`Trainer.fit` stopped: `max_steps={trainer.max_steps}` reached."
+        if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
+            return f"`Trainer.fit` stopped: `max_epochs={trainer.max_epochs}` reached."
         return message
 
 

@@ -142,8 +142,13 @@ def test_histograms_use_the_same_fixed_batch():
     assert model.training  # restored
 
 
-def test_plain_progress_prints_one_line_per_epoch_then_why_fit_stopped(make_trainer, capsys):
+@pytest.mark.parametrize("lightning_log_level", ["INFO", "WARNING"])  # make compare quiets Lightning
+def test_plain_progress_prints_one_line_per_epoch_then_why_fit_stopped(make_trainer, capsys, lightning_log_level):
+    import logging
+
     QuietLightning.install()
+    logger = logging.getLogger("lightning.pytorch")
+    level, logger.level = logger.level, getattr(logging, lightning_log_level)
     trainer = make_trainer(max_epochs=2, limit_train_batches=2, limit_val_batches=1, enable_progress_bar=True,
                            callbacks=[PlainProgressBar()])
     trainer.fit(ImageClassifier(), ImageDataModule())
@@ -152,7 +157,9 @@ def test_plain_progress_prints_one_line_per_epoch_then_why_fit_stopped(make_trai
     assert len(epochs) == 2 and epochs[1].startswith("epoch 2/2")
     for name in ("train/loss", "val/loss", "val/acc", "gap/acc"):
         assert name in epochs[1]
+    logger.setLevel(level)
     assert lines[-1] == "`Trainer.fit` stopped: `max_epochs=2` reached."  # after the last epoch's line
+    assert lines.count(lines[-1]) == 1
 
 
 def test_rich_bar_counts_epochs_from_one_and_shows_the_epoch_metrics(make_trainer):
