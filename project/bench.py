@@ -14,10 +14,12 @@ import argparse
 import json
 import logging
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -201,9 +203,12 @@ def digits_time_to_accuracy(sizes: Sizes, workdir: Path) -> dict:
     from project.cli import ProjectCLI
 
     started = time.perf_counter()
-    cli = ProjectCLI(args=["fit", f"--trainer.max_epochs={sizes.digits_epochs}", "--trainer.enable_progress_bar=false",
-                           "--trainer.enable_model_summary=false", f"--trainer.logger.init_args.save_dir={workdir}",
-                           "--trainer.callbacks+=project.bench.ReachedAccuracy", "--test_after_fit=false"])
+    # the bench's own flags (--quick) are not the CLI's: hide them so LightningCLI does not warn
+    with mock.patch.object(sys, "argv", sys.argv[:1]):
+        cli = ProjectCLI(args=["fit", f"--trainer.max_epochs={sizes.digits_epochs}",
+                               "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
+                               f"--trainer.logger.init_args.save_dir={workdir}",
+                               "--trainer.callbacks+=project.bench.ReachedAccuracy", "--test_after_fit=false"])
     # by name: run as `python -m project.bench`, this module is __main__, not project.bench
     reached = next(c for c in cli.trainer.callbacks if type(c).__name__ == "ReachedAccuracy")
     return {"seconds_to_target": reached.seconds, "fit_seconds": time.perf_counter() - started,

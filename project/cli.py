@@ -17,7 +17,6 @@ import random
 import signal
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -485,8 +484,6 @@ def run_summary(trainer, model, log_dir: str | None, weights: dict, test: dict, 
 
 
 def main(args: list[str] | None = None) -> None:
-    # Lightning's own use of torch's pytree, deprecated there: not something a user can act on.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     CheckpointOnInterrupt.interrupted = None
     given = sys.argv[1:] if args is None else args
     if given[:1] == ["lr-find"]:
