@@ -20,6 +20,8 @@ from typing import Any, Callable, Union
 import torch
 import torch.nn.functional as F
 
+from project.checks import is_finite_number, is_integer
+
 AugmentSpec = Union[str, dict[str, Any]]
 
 
@@ -221,16 +223,12 @@ def make_augmentation(spec: AugmentSpec) -> tuple[str, Callable]:
 def _check_type(setting: str, value, kind) -> None:
     """A setting's value against its annotation (int, float, tuple[float, float]): the factories'
     range checks can then compare numbers, and NaN or infinity never reaches a transform."""
-    def number(v, integer: bool) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return False
-        return isinstance(v, int) if integer else math.isfinite(v)
-
     if kind in (int, float):
-        ok, allowed = number(value, kind is int), "an integer" if kind is int else "a finite number"
+        ok = is_integer(value) if kind is int else is_finite_number(value)
+        allowed = "an integer" if kind is int else "a finite number"
     else:  # tuple[float, float]
         size = len(typing.get_args(kind))
-        ok = isinstance(value, (list, tuple)) and len(value) == size and all(number(v, False) for v in value)
+        ok = isinstance(value, (list, tuple)) and len(value) == size and all(is_finite_number(v) for v in value)
         allowed = f"a list of {size} finite numbers, e.g. [{', '.join(['0.1'] * size)}]"
     if not ok:
         raise ValueError(f"{setting}={value!r}; allowed: {allowed}")

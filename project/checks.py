@@ -29,11 +29,13 @@ def fail(setting: str, value: Any, allowed: str, why: str = "") -> None:
     raise SettingError(f"{setting}={shown}{f' {why}' if why else ''}; allowed: {allowed}")
 
 
-def _is_int(value) -> bool:
+def is_integer(value) -> bool:
+    """An int, not a bool (YAML's true is an int to Python)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def is_finite_number(value) -> bool:
+    """An int or float, not a bool, not NaN or infinite."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -43,7 +45,7 @@ Rule = tuple[Callable[[Any], bool], str]
 
 
 def int_at_least(low: int, none: bool = False) -> Rule:
-    return (lambda v: (none and v is None) or (_is_int(v) and v >= low),
+    return (lambda v: (none and v is None) or (is_integer(v) and v >= low),
             f"an integer >= {low}{' or null' if none else ''}")
 
 
@@ -51,7 +53,7 @@ def number_in(low: float, high: float, low_open: bool = False, high_open: bool =
     def test(v) -> bool:
         if none and v is None:
             return True
-        return (_is_number(v) and (v > low if low_open else v >= low)
+        return (is_finite_number(v) and (v > low if low_open else v >= low)
                 and (v < high if high_open else v <= high))
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     text = f"a number in {interval}" if math.isfinite(high) else f"a finite number {'>' if low_open else '>='} {low:g}"
@@ -63,11 +65,11 @@ NON_NEGATIVE = number_in(0, math.inf)
 
 
 def _batches(v) -> bool:
-    return (_is_int(v) and v >= 1) or (_is_number(v) and isinstance(v, float) and 0 < v <= 1)
+    return (is_integer(v) and v >= 1) or (is_finite_number(v) and isinstance(v, float) and 0 < v <= 1)
 
 
 def _batches_or_off(v) -> bool:
-    return (_is_int(v) and v >= 0) or (_is_number(v) and isinstance(v, float) and 0 <= v <= 1)
+    return (is_integer(v) and v >= 0) or (is_finite_number(v) and isinstance(v, float) and 0 <= v <= 1)
 
 
 def _devices(v) -> bool:
@@ -80,15 +82,15 @@ def _devices(v) -> bool:
             return all(p.strip().isdigit() for p in parts)
         return v.lstrip("-").isdigit() and (int(v) >= 1 or int(v) == -1)
     if isinstance(v, (list, tuple)):
-        return len(v) > 0 and all(_is_int(d) and d >= 0 for d in v)
-    return _is_int(v) and (v >= 1 or v == -1)
+        return len(v) > 0 and all(is_integer(d) and d >= 0 for d in v)
+    return is_integer(v) and (v >= 1 or v == -1)
 
 
 TRAINER_RULES: dict[str, Rule] = {
     "devices": (_devices, "auto, a number of devices >= 1, -1 (all) or a list of device indices such as [0, 1]"),
-    "max_epochs": (lambda v: v is None or (_is_int(v) and v >= -1), "an integer >= 0, -1 (no limit) or null"),
+    "max_epochs": (lambda v: v is None or (is_integer(v) and v >= -1), "an integer >= 0, -1 (no limit) or null"),
     "min_epochs": int_at_least(0, none=True),
-    "max_steps": (lambda v: _is_int(v) and v >= -1, "an integer >= 1, or -1 (no limit)"),
+    "max_steps": (lambda v: is_integer(v) and v >= -1, "an integer >= 1, or -1 (no limit)"),
     "min_steps": int_at_least(0, none=True),
     "accumulate_grad_batches": int_at_least(1),
     "check_val_every_n_epoch": int_at_least(1, none=True),
@@ -104,7 +106,7 @@ TRAINER_RULES: dict[str, Rule] = {
     "num_sanity_val_steps": int_at_least(-1, none=True),
     "overfit_batches": (lambda v: _batches_or_off(v), "a fraction in [0, 1] or a number of batches >= 0"),
     "num_nodes": int_at_least(1),
-    "fast_dev_run": (lambda v: isinstance(v, bool) or (_is_int(v) and v >= 0), "true, false or a number of batches >= 0"),
+    "fast_dev_run": (lambda v: isinstance(v, bool) or (is_integer(v) and v >= 0), "true, false or a number of batches >= 0"),
 }
 
 # torch.optim.lr_scheduler's arguments: torch checks a few; the rest crash later or train garbage.
@@ -112,12 +114,12 @@ GAMMA = number_in(0, math.inf, low_open=True)
 SCHEDULER_RULES: dict[str, dict[str, Rule]] = {
     "StepLR": {"step_size": int_at_least(1), "gamma": GAMMA},
     "MultiStepLR": {"milestones": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0
-                                   and all(_is_int(m) and m >= 1 for m in v),
+                                   and all(is_integer(m) and m >= 1 for m in v),
                                    "a non-empty list of epochs >= 1"), "gamma": GAMMA},
     "ExponentialLR": {"gamma": GAMMA},
     "CosineAnnealingLR": {"T_max": int_at_least(1, none=True), "eta_min": NON_NEGATIVE},
     "CosineAnnealingWarmRestarts": {"T_0": int_at_least(1), "T_mult": int_at_least(1), "eta_min": NON_NEGATIVE},
-    "OneCycleLR": {"max_lr": (lambda v: all(_is_number(x) and x > 0 for x in (v if isinstance(v, (list, tuple)) else [v])),
+    "OneCycleLR": {"max_lr": (lambda v: all(is_finite_number(x) and x > 0 for x in (v if isinstance(v, (list, tuple)) else [v])),
                               "a finite number > 0 (or one per parameter group)"),
                    "total_steps": int_at_least(2, none=True), "epochs": int_at_least(1, none=True),
                    "steps_per_epoch": int_at_least(1, none=True),
@@ -141,18 +143,18 @@ OPTIMIZER_RULES: dict[str, Rule] = {
     "lr": NON_NEGATIVE, "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "lr_decay": NON_NEGATIVE,
     "initial_accumulator_value": NON_NEGATIVE,
     "momentum": number_in(0, 1, high_open=True), "dampening": number_in(0, 1), "alpha": number_in(0, 1),
-    "betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_number(b) and 0 <= b < 1 for b in v),
+    "betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(is_finite_number(b) and 0 <= b < 1 for b in v),
               "two numbers in [0, 1), e.g. [0.9, 0.999]"),
 }
 
+MODE: Rule = (lambda v: v in ("min", "max"), "min or max")
 EARLY_STOPPING_RULES: dict[str, Rule] = {
-    "patience": int_at_least(0), "min_delta": number_in(-math.inf, math.inf),
-    "mode": (lambda v: v in ("min", "max"), "min or max"),
+    "patience": int_at_least(0), "min_delta": number_in(-math.inf, math.inf), "mode": MODE,
     "stopping_threshold": number_in(-math.inf, math.inf, none=True),
     "divergence_threshold": number_in(-math.inf, math.inf, none=True),
 }
 CHECKPOINT_RULES: dict[str, Rule] = {
-    "mode": (lambda v: v in ("min", "max"), "min or max"), "save_top_k": int_at_least(-1),
+    "mode": MODE, "save_top_k": int_at_least(-1),
     "every_n_epochs": int_at_least(0, none=True), "every_n_train_steps": int_at_least(0, none=True),
 }
 
@@ -207,13 +209,13 @@ def _check_monitor(setting: str, monitor, metrics: list[str], validation_on: boo
 def check_settings(config, subcommand: str | None) -> None:
     """Raises SettingError for the first setting that is not allowed (the parsed config of a subcommand)."""
     seed = _get(config, "seed_everything")
-    if not isinstance(seed, bool) and not (_is_int(seed) and 0 <= seed <= MAX_SEED):
+    if not isinstance(seed, bool) and not (is_integer(seed) and 0 <= seed <= MAX_SEED):
         fail("seed_everything", seed, f"true (a random seed), false (none) or an integer in [0, {MAX_SEED}]")
     trainer = _get(config, "trainer", {})
     _apply(TRAINER_RULES, trainer, "trainer")
     data = _get(config, "data", {})
     data_seed = _get(data, "seed", 0)
-    if not (_is_int(data_seed) and 0 <= data_seed <= MAX_SEED):
+    if not (is_integer(data_seed) and 0 <= data_seed <= MAX_SEED):
         fail("data.seed", data_seed, f"an integer in [0, {MAX_SEED}]")
     model = _get(config, "model", {})
     optimizer = _get(model, "optimizer")
@@ -230,7 +232,7 @@ def check_settings(config, subcommand: str | None) -> None:
     if subcommand != "fit":
         return
     penalty = _get(config, "penalty", {})
-    penalized = any(_is_number(_get(penalty, k, 0)) and _get(penalty, k, 0) > 0 for k in ("l1", "l2"))
+    penalized = any(is_finite_number(_get(penalty, k, 0)) and _get(penalty, k, 0) > 0 for k in ("l1", "l2"))
     metrics = monitorable_metrics(_get(data, "clean_train_size", 1) != 0, penalized)
     validation_on = _get(trainer, "limit_val_batches", 1) != 0
     stoppers = [("early_stopping", _get(config, "early_stopping"))]

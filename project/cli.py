@@ -33,7 +33,7 @@ from project.checkpoints import (CheckpointError, CheckpointOnInterrupt, Checkpo
                                  read_checkpoint, resolve_checkpoint)
 from project.data import DataError, ImageDataModule
 from project.diagnosis import Diagnosis
-from project.model import ImageClassifier
+from project.model import ImageClassifier, machine_memory, network_settings
 from project.monitor import EpochRichProgressBar, HParams, PlainProgressBar, QuietLightning, flatten_settings
 
 RANDOM_SEED_ENV = "PROJECT_RANDOM_SEED"
@@ -408,8 +408,6 @@ def _check_batch_norm_batches(model, datamodule) -> None:
 
 def _check_memory(model, datamodule, trainer) -> None:
     """A network and batch size that cannot fit in memory stop here, not with an allocation error mid-epoch."""
-    from project.model import machine_memory, network_settings
-
     if model.memory is None or datamodule is None:
         return
     device = trainer.strategy.root_device

@@ -20,6 +20,8 @@ import math
 import sys
 from pathlib import Path
 
+from project.cli import ProjectCLI, _stop
+
 
 def parse(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(prog="project lr-find", description=__doc__.split("\n\n")[0],
@@ -31,12 +33,9 @@ def parse(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="how the rate grows from step to step")
     own, rest = parser.parse_known_args(args)
     if not (math.isfinite(own.min_lr) and math.isfinite(own.max_lr) and 0 < own.min_lr < own.max_lr):
-        print(f"error: --min_lr={own.min_lr} --max_lr={own.max_lr}; allowed: 0 < min_lr < max_lr, finite",
-              file=sys.stderr)
-        sys.exit(2)
+        _stop(f"--min_lr={own.min_lr} --max_lr={own.max_lr}; allowed: 0 < min_lr < max_lr, finite")
     if own.num_training < 2:
-        print(f"error: --num_training={own.num_training}; allowed: an integer >= 2", file=sys.stderr)
-        sys.exit(2)
+        _stop(f"--num_training={own.num_training}; allowed: an integer >= 2")
     return own, rest
 
 
@@ -82,8 +81,6 @@ def plot(lrs: list[float], losses: list[float], suggestion: float | None, path: 
 
 def main(args: list[str] | None = None) -> Path:
     from lightning.pytorch.tuner import Tuner
-
-    from project.cli import ProjectCLI, _stop
 
     own, rest = parse(sys.argv[1:] if args is None else args)
     sys.argv = sys.argv[:1]  # the flags are passed as args; Lightning warns when it sees both

@@ -363,8 +363,8 @@ class HParams(Callback):
     TensorBoard lists first the settings marked as differing, then the rest, each group by name,
     and ticks the first few: marked are the run's short name (``Run``: the logger's name/version,
     the same wherever TensorBoard is served from; capitalized, it sorts first) and either the
-    settings a study varies or, for a run of its own, the settings it changed from the defaults. Set ``trainer.enable_autolog_hparams: false`` so Lightning does not
-    write a second session.
+    settings a study varies or, for a run of its own, the settings it changed from the defaults.
+    Set ``trainer.enable_autolog_hparams: false`` so Lightning does not write a second session.
     """
 
     def __init__(self, layout: bool = True):

@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from project.checks import is_finite_number
+
 
 def _choice(registry: dict, setting: str, name: str):
     if name not in registry:
@@ -196,7 +198,7 @@ _INIT_RANGES = {"value": ("a finite number", lambda v: True), "mean": ("a finite
 def _check_init_settings(kw: dict) -> None:
     for key, value in kw.items():
         allowed, test = _INIT_RANGES[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not test(value):
+        if not is_finite_number(value) or not test(value):
             raise ValueError(f"init_kwargs.{key}={value}; allowed: {allowed}")
     if kw.get("low", -0.05) >= kw.get("high", 0.05):
         raise ValueError(f"init_kwargs.low={kw.get('low', -0.05)} and init_kwargs.high={kw.get('high', 0.05)}; "

@@ -286,7 +286,7 @@ def search(space_path: Path, name: str, trials: int, timeout: float | None = Non
 
     if done < trials:
         with study_varies(sorted(space["params"])):
-                study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
+            study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
                            callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
     written = write_results(study, space, extra, out_dir)
     echo(f"written to {out_dir}/: {', '.join(p.name for p in written.values())}; tensorboard --logdir {out_dir / 'trials'}")
