@@ -20,7 +20,7 @@ SPACE ?= configs/search/default.yaml
 TRIALS ?= 20
 STORAGE ?=
 
-.PHONY: help install train lr-find test test-all tensorboard compare search bench bench-quick clean
+.PHONY: help install train lr-find test test-all lint tensorboard compare search bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test: install ## run the test suite (slow tests excluded)
 
 test-all: install ## run every test, slow ones included
 	$(BIN)/python -m pytest -q -m ''
+
+lint: install ## ruff over the package and the tests (settings in pyproject.toml)
+	$(BIN)/ruff check project tests
 
 compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME=)
 	$(BIN)/python -m project.compare --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \

@@ -15,12 +15,13 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any, Union
 
 import torch
 import torch.nn.functional as F
 
-from project.checks import is_finite_number, is_integer
+from project.errors import SettingError, choice, fail, is_finite_number, is_integer
 
 AugmentSpec = Union[str, dict[str, Any]]
 
@@ -43,7 +44,7 @@ def _eye(n: int, device) -> torch.Tensor:
 def random_crop(padding: int = 2) -> Callable:
     """Random crop of a zero-padded image: a random shift of up to ``padding`` whole pixels."""
     if padding < 0:
-        raise ValueError(f"random_crop.padding={padding} must be >= 0")
+        fail("random_crop.padding", padding, "an integer >= 0")
 
     def matrices(n, h, w, gen, device):
         m = _eye(n, device)
@@ -54,7 +55,7 @@ def random_crop(padding: int = 2) -> Callable:
 
 def _flip(axis: int, p: float, name: str) -> Callable:
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"{name}.p={p} must be in [0, 1]")
+        fail(f"{name}.p", p, "a number in [0, 1]")
 
     def matrices(n, h, w, gen, device):
         m = _eye(n, device)
@@ -88,12 +89,12 @@ def affine(degrees: float = 0.0, translate: tuple[float, float] = (0.0, 0.0),
            scale: tuple[float, float] = (1.0, 1.0), shear: float = 0.0) -> Callable:
     """Random rotation (+-degrees), translation (fraction of width, height), scale range, shear (+-degrees)."""
     for name, value in (("degrees", degrees), ("shear", shear)):
-        if value < 0:
-            raise ValueError(f"affine.{name}={value} must be >= 0")
+        if not 0 <= value <= 180:
+            fail(f"affine.{name}", value, "a number of degrees in [0, 180]")
     if not all(0.0 <= t <= 1.0 for t in translate):
-        raise ValueError(f"affine.translate={translate} must be fractions in [0, 1]")
+        fail("affine.translate", translate, "two fractions in [0, 1]")
     if not 0 < scale[0] <= scale[1]:
-        raise ValueError(f"affine.scale={scale} must be (low, high) with 0 < low <= high")
+        fail("affine.scale", scale, "[low, high] with 0 < low <= high")
 
     def matrices(n, h, w, gen, device):
         rad = math.pi / 180
@@ -108,8 +109,8 @@ def affine(degrees: float = 0.0, translate: tuple[float, float] = (0.0, 0.0),
 
 def rotation(degrees: float = 10.0) -> Callable:
     """Random rotation by an angle drawn uniformly from [-degrees, degrees]."""
-    if degrees < 0:
-        raise ValueError(f"rotation.degrees={degrees} must be >= 0")
+    if not 0 <= degrees <= 180:
+        fail("rotation.degrees", degrees, "a number of degrees in [0, 180]")
     return affine(degrees=degrees)
 
 
@@ -117,9 +118,9 @@ def random_resized_crop(scale: tuple[float, float] = (0.7, 1.0),
                         ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> Callable:
     """Crop a random area fraction ``scale`` with aspect ``ratio``, resized back to full size."""
     if not 0 < scale[0] <= scale[1] <= 1:
-        raise ValueError(f"random_resized_crop.scale={scale} must be (low, high) in (0, 1]")
+        fail("random_resized_crop.scale", scale, "[low, high] in (0, 1] with low <= high")
     if not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"random_resized_crop.ratio={ratio} must be (low, high) with 0 < low <= high")
+        fail("random_resized_crop.ratio", ratio, "[low, high] with 0 < low <= high")
 
     def matrices(n, h, w, gen, device):
         area = _uniform(n, scale[0], scale[1], gen, device)
@@ -140,11 +141,11 @@ def erasing(p: float = 0.5, scale: tuple[float, float] = (0.02, 0.2), ratio: tup
             value: float = 0.0) -> Callable:
     """Random erasing (Zhong et al. 2017): a random rectangle set to ``value`` with probability ``p``."""
     if not 0.0 <= p <= 1.0:
-        raise ValueError(f"erasing.p={p} must be in [0, 1]")
+        fail("erasing.p", p, "a number in [0, 1]")
     if not 0 < scale[0] <= scale[1] <= 1:
-        raise ValueError(f"erasing.scale={scale} must be (low, high) in (0, 1]")
+        fail("erasing.scale", scale, "[low, high] in (0, 1] with low <= high")
     if not 0 < ratio[0] <= ratio[1]:
-        raise ValueError(f"erasing.ratio={ratio} must be (low, high) with 0 < low <= high")
+        fail("erasing.ratio", ratio, "[low, high] with 0 < low <= high")
 
     def apply(x, gen):
         n, _, h, w = x.shape
@@ -165,8 +166,9 @@ def erasing(p: float = 0.5, scale: tuple[float, float] = (0.02, 0.2), ratio: tup
 
 def jitter(brightness: float = 0.2, contrast: float = 0.2) -> Callable:
     """Random brightness (additive) and contrast (around each image's mean) per sample."""
-    if brightness < 0 or contrast < 0:
-        raise ValueError(f"jitter.brightness={brightness} and jitter.contrast={contrast} must be >= 0")
+    for name, value in (("brightness", brightness), ("contrast", contrast)):
+        if not 0 <= value <= 1:
+            fail(f"jitter.{name}", value, "a number in [0, 1]")
 
     def apply(x, gen):
         n = x.shape[0]
@@ -179,8 +181,8 @@ def jitter(brightness: float = 0.2, contrast: float = 0.2) -> Callable:
 
 def noise(std: float = 0.05) -> Callable:
     """Additive Gaussian pixel noise."""
-    if std < 0:
-        raise ValueError(f"noise.std={std} must be >= 0")
+    if not 0 <= std <= 1:
+        fail("noise.std", std, "a number in [0, 1] (pixels are in [0, 1])")
 
     def apply(x, gen):
         return (x + std * torch.randn(x.shape, generator=gen, device=x.device)).clamp(0, 1)
@@ -202,22 +204,22 @@ def make_augmentation(spec: AugmentSpec) -> tuple[str, Callable]:
     elif isinstance(spec, dict) and "name" in spec:
         name, settings = spec["name"], {k: v for k, v in spec.items() if k != "name"}
     else:
-        raise ValueError(f"augment entry {spec!r} must be a name or a dict with a 'name' key")
+        fail("data.augment", spec, "a name or a {name: ..., setting: value} mapping", "has no name")
     if name not in AUGMENTATIONS:
-        raise ValueError(f"augment name {name!r} is not known; choose one of {sorted(AUGMENTATIONS)}")
+        choice(AUGMENTATIONS, "data.augment.name", name)
     factory = AUGMENTATIONS[name]
     allowed = set(inspect.signature(factory).parameters)
     unknown = set(settings) - allowed
     if unknown:
-        raise ValueError(f"augment {name!r} has unknown settings {sorted(unknown)}; allowed: {sorted(allowed)}")
+        fail(f"data.augment.{name}.{sorted(unknown)[0]}", settings[sorted(unknown)[0]], ", ".join(sorted(allowed)), "is not a setting")
     types = typing.get_type_hints(factory)
     for key, value in settings.items():
         _check_type(f"data.augment.{name}.{key}", value, types[key])
     settings = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}
     try:
         return name, factory(**settings)
-    except ValueError as err:
-        raise ValueError(f"data.augment.{err}") from None
+    except SettingError as err:
+        raise err.within("data.augment") from None
 
 
 def _check_type(setting: str, value, kind) -> None:
@@ -231,7 +233,7 @@ def _check_type(setting: str, value, kind) -> None:
         ok = isinstance(value, (list, tuple)) and len(value) == size and all(is_finite_number(v) for v in value)
         allowed = f"a list of {size} finite numbers, e.g. [{', '.join(['0.1'] * size)}]"
     if not ok:
-        raise ValueError(f"{setting}={value!r}; allowed: {allowed}")
+        fail(setting, value, allowed)
 
 
 class BatchAugment:
@@ -255,8 +257,8 @@ class BatchAugment:
             if isinstance(spec, dict) and spec.get("name") == "random_crop":
                 padding = spec.get("padding", 2)
                 if padding >= min(height, width):
-                    raise ValueError(f"data.augment.random_crop.padding={padding} shifts {height}x{width} images "
-                                     f"out of the frame; allowed: 0 to {min(height, width) - 1}")
+                    fail("data.augment.random_crop.padding", padding, f"0 to {min(height, width) - 1}",
+                         f"shifts {height}x{width} images out of the frame")
 
     def seed(self, seed: int, device: torch.device | str = "cpu") -> None:
         self.generator = torch.Generator(device=device)

@@ -28,8 +28,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from project.callbacks import NonFiniteLossGuard, WeightPenalty
 from project.data import ImageDataModule
+from project.hparams import HParams
 from project.model import ImageClassifier
-from project.monitor import GradientNorms, Histograms, HParams, Pictures, StepLearningRate
+from project.monitor import GradientNorms, Histograms, Pictures, StepLearningRate
 from project.nn import ConvNet
 
 

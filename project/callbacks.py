@@ -5,7 +5,6 @@ Early stopping, checkpoints and learning-rate logging are Lightning's own (confi
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Literal
 
@@ -13,6 +12,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 
+from project.errors import choice, fail, is_finite_number
+from project.model import PENALTY
 from project.nn import layer_weights
 
 L1_MODES = ("proximal", "subgradient")
@@ -46,10 +47,9 @@ class WeightPenalty(Callback):
                 the weights of conv and linear layers are penalized.
         """
         for name, value in (("l1", l1), ("l2", l2)):
-            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"penalty.{name}={value} must be a finite number >= 0")
-        if l1_mode not in L1_MODES:
-            raise ValueError(f"penalty.l1_mode={l1_mode!r} is not known; choose one of {sorted(L1_MODES)}")
+            if not (is_finite_number(value) and value >= 0):
+                fail(f"penalty.{name}", value, "a finite number >= 0")
+        choice(dict.fromkeys(L1_MODES), "penalty.l1_mode", l1_mode)
         self.l1, self.l2, self.l1_mode = float(l1), float(l2), l1_mode
         self.include_bias_and_norm = include_bias_and_norm
         self._params: list[nn.Parameter] = []
@@ -100,7 +100,7 @@ class WeightPenalty(Callback):
                     w.grad.add_(torch.sign(w), alpha=subgradient)
                 if self.l2:
                     w.grad.add_(w, alpha=2.0 * self.l2)
-        pl_module.log("train/penalty", self.penalty().to(pl_module.device), on_step=True, on_epoch=False)
+        pl_module.log(PENALTY, self.penalty().to(pl_module.device), on_step=True, on_epoch=False)
 
     def _soft_threshold(self, optimizer, args, kwargs) -> None:
         penalized = {id(w) for w in self._params}
@@ -144,7 +144,7 @@ class NonFiniteLossGuard(Callback):
             getattr(trainer.checkpoint_callback, "best_model_path", "")
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was saved yet"
         raise NonFiniteLossError(
-            f"training loss became {loss.item()} at step {trainer.global_step} (epoch "
-            f"{trainer.current_epoch}); likely causes: a learning rate too high (lower "
-            f"model.optimizer.init_args.lr or add model.warmup_steps), a bad initialization "
-            f"(model.net.init_args.init), or no normalization; {kept}")
+            f"train/loss={loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}): training "
+            f"stopped before the weights took it in; {kept}; allowed: a finite loss: a lower learning rate "
+            "(model.optimizer.init_args.lr) or a warm-up (model.warmup_steps), another initialization "
+            "(model.net.init_args.init), or a normalization (model.net.init_args.norm)")

@@ -1,17 +1,20 @@
-"""Checkpoints that survive interruptions: atomic writes, the random state, resume resolution.
+"""Checkpoints that survive interruptions: atomic writes, the random state, and what a resume loads.
 
 A run killed while writing must not leave a half-written ``last.ckpt`` that a later
 ``--ckpt_path last`` would load; a resumed run must draw the same random numbers the
-uninterrupted run would have drawn; ``--ckpt_path last`` must continue in the run's own folder.
+uninterrupted run would have drawn; ``--ckpt_path last`` must continue in the run's own folder,
+and a checkpoint saved with other model or data settings than the command line's is named.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import random
 import re
 import signal
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +24,35 @@ from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from project.errors import SettingError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(SettingError):
     """A checkpoint that cannot be found, read or used with this model."""
+
+    def __init__(self, path, why: str, allowed: str = "a checkpoint of this project's fit, whole and readable"):
+        super().__init__("ckpt_path", path, allowed, why)
 
 
 class CheckpointWriteError(OSError):
     """A checkpoint that could not be written (full disk, unwritable folder); the previous one is whole."""
+
+
+def write_atomically(path: Path, content: bytes | str, sync: bool = False) -> None:
+    """Written whole or not at all: a temporary file beside the target, then an atomic rename, so a
+    reader (or a resumed run) never sees half a file, and a failure leaves the previous file whole."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with open(partial, "wb") as f:
+            f.write(content.encode() if isinstance(content, str) else content)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -41,24 +66,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        partial = path.with_name(f".{path.name}.partial")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             for leftover in path.parent.glob(".*.partial"):  # from a run killed mid-write
                 leftover.unlink(missing_ok=True)
-            with open(partial, "wb") as f:
-                f.write(buffer.getbuffer())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(partial, path)
+            write_atomically(path, buffer.getvalue(), sync=True)
         except OSError as err:
-            partial.unlink(missing_ok=True)
             raise CheckpointWriteError(
-                f"cannot write checkpoint {path.name} to {path.parent}: {err.strerror or err}; "
-                f"the checkpoints already there are whole") from None
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+                f"trainer.logger.save_dir={path.parent} cannot hold checkpoint {path.name} ({err.strerror or err}); "
+                "the checkpoints already there are whole; allowed: a folder with free space that this user can "
+                "write") from None
 
 
 class RandomState(Callback):
@@ -145,7 +162,8 @@ class CheckpointOnInterrupt(Callback):
     the signal and the file, so the command line can say so and exit with 128 + the signal number.
     """
 
-    interrupted: tuple[int, str | None] | None = None
+    def __init__(self):
+        self.interrupted: tuple[int, str | None] | None = None
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
@@ -156,7 +174,7 @@ class CheckpointOnInterrupt(Callback):
         if folder is not None and trainer.state.fn == "fit":
             path = folder / INTERRUPTED
             trainer.save_checkpoint(path)
-        CheckpointOnInterrupt.interrupted = (int(signum), str(path) if path else None)
+        self.interrupted = (int(signum), str(path) if path else None)
 
 
 def _version_number(folder: Path) -> int:
@@ -176,14 +194,14 @@ def resolve_checkpoint(ckpt_path: str, save_dir: str, name: str) -> tuple[Path, 
         folders = sorted({p.parents[1] for pattern in (LAST, INTERRUPTED)
                           for p in runs.glob(f"version_*/checkpoints/{pattern}")}, key=_version_number)
         if not folders:
-            raise CheckpointError(f"ckpt_path=last: no run to resume, no version_*/checkpoints/{LAST} or "
-                                  f"{INTERRUPTED} under {runs}")
+            raise CheckpointError("last", f"finds no run to resume: no version_*/checkpoints/{LAST} or "
+                                  f"{INTERRUPTED} under {runs}", "last with a run of this logger's name, or a file")
         candidates = [p for p in (folders[-1] / "checkpoints" / n for n in (LAST, INTERRUPTED)) if p.is_file()]
         path = max(candidates, key=lambda p: p.stat().st_mtime_ns)
     else:
         path = Path(ckpt_path)
         if not path.is_file():
-            raise CheckpointError(f"ckpt_path={ckpt_path}: no such file")
+            raise CheckpointError(ckpt_path, "is no such file", "a checkpoint file, or last")
     run_folder = path.parents[1] if len(path.parents) > 1 else None
     in_a_run = path.parent.name == "checkpoints" and run_folder is not None and _version_number(run_folder) >= 0
     return path, run_folder if in_a_run else None
@@ -192,16 +210,15 @@ def resolve_checkpoint(ckpt_path: str, save_dir: str, name: str) -> tuple[Path, 
 def read_checkpoint(path: Path) -> dict:
     """Loads a checkpoint safely (``weights_only``: no code from the file runs) and checks it is ours."""
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): a run killed before writing it, or a copy "
-                              "that failed")
+        raise CheckpointError(path, "is empty (0 bytes): a run killed before writing it, or a copy that failed")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"checkpoint {path} cannot be read (truncated, corrupt or not a safe PyTorch "
-                              f"checkpoint): {reason}") from None
+        raise CheckpointError(path, f"cannot be read (truncated, corrupt or not a safe PyTorch checkpoint): "
+                              f"{reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
-        raise CheckpointError(f"checkpoint {path} is not a Lightning checkpoint of this project")
+        raise CheckpointError(path, "is not a Lightning checkpoint of this project")
     return checkpoint
 
 
@@ -210,10 +227,76 @@ def check_matches(checkpoint: dict, model: torch.nn.Module, path: Path) -> None:
     saved, wanted = set(checkpoint["state_dict"]), set(model.state_dict())
     if saved != wanted:
         missing, unexpected = sorted(wanted - saved)[:3], sorted(saved - wanted)[:3]
-        raise CheckpointError(
-            f"checkpoint {path} was saved by a different model (missing {missing}, unexpected {unexpected}); "
-            "use the --model settings of the run that saved it")
+        raise CheckpointError(path, f"was saved by a different model (missing {missing}, unexpected "
+                              f"{unexpected})", "the --model settings of the run that saved it")
     for key, value in checkpoint["state_dict"].items():
         if value.shape != model.state_dict()[key].shape:
-            raise CheckpointError(f"checkpoint {path} was saved by a different model: {key} has shape "
-                                  f"{tuple(value.shape)}, the model wants {tuple(model.state_dict()[key].shape)}")
+            raise CheckpointError(path, f"was saved by a different model: {key} has shape {tuple(value.shape)}, "
+                                  f"the model wants {tuple(model.state_dict()[key].shape)}",
+                                  "the --model settings of the run that saved it")
+
+
+# --- what a resume loads ---------------------------------------------------------------------------
+
+# The model settings a checkpoint's weights depend on; the rest (optimizer, schedule, warm-up ...)
+# only changes training and may differ on resume. The data settings that change what the inputs are.
+MODEL_KEYS = ("net",)
+DATA_KEYS = ("dataset", "normalize", "fake_shape", "fake_classes")
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A checkpoint to load, read and checked, and the run folder it lies in (None: not in one)."""
+    path: Path
+    checkpoint: dict
+    run_folder: Path | None
+
+    @property
+    def model_settings(self) -> dict:
+        """The checkpoint's own network settings: the weights only load into that network."""
+        return {k: v for k, v in self.checkpoint.get("hyper_parameters", {}).items() if k in MODEL_KEYS}
+
+    @property
+    def epochs_done(self) -> int:
+        progress = self.checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
+        return int(progress.get("processed", self.checkpoint.get("epoch", 0)))
+
+    def finished(self, max_epochs: int | None, max_steps: int | None) -> str | None:
+        """What to say when the run already reached its end: resuming it would train nothing."""
+        done, steps, max_steps = self.epochs_done, int(self.checkpoint.get("global_step", 0)), max_steps or -1
+        if (max_epochs is not None and max_epochs >= 0 and done >= max_epochs) or (0 < max_steps <= steps):
+            limit = f"trainer.max_steps={max_steps}" if 0 < max_steps <= steps else f"trainer.max_epochs={max_epochs}"
+            return (f"{self.path} has already finished {done} epochs ({steps} steps) of {limit}: nothing to train; "
+                    f"raise {limit.split('=')[0]} to train on")
+        return None
+
+    def conflicts(self, config: dict, defaults: dict) -> list[str]:
+        """Each setting the user gave (it differs from the default) that the checkpoint saved otherwise."""
+        saved = as_plain({"model": self.model_settings, "data": {
+            k: v for k, v in self.checkpoint.get("datamodule_hyper_parameters", {}).items() if k in DATA_KEYS}})
+        saved, given, default = _flatten(saved, "-"), _flatten(config, "-"), _flatten(defaults, "-")
+        return [f"{key[2:]}={given[key]!r} here, {value!r} in the checkpoint" for key, value in saved.items()
+                if key in given and given[key] != default.get(key) and given[key] != value]
+
+
+def load_resume(ckpt_path: str, save_dir: str, name: str) -> Resume:
+    """``--ckpt_path`` (a file, or ``last`` of the logger's runs) resolved, read safely and checked."""
+    path, run_folder = resolve_checkpoint(ckpt_path, save_dir, name)
+    return Resume(path, read_checkpoint(path), run_folder)
+
+
+def as_plain(value) -> dict:
+    """A config namespace or dict as plain JSON values, so two configurations compare key by key."""
+    return json.loads(json.dumps(value.as_dict() if hasattr(value, "as_dict") else value, default=str))
+
+
+def _flatten(value, prefix: str) -> dict:
+    if isinstance(value, dict):
+        return {k: v for key, inner in value.items() for k, v in _flatten(inner, f"{prefix}.{key}").items()}
+    return {prefix: value}
+
+
+def checkpoint_metrics(path: str) -> dict[str, float]:
+    """The figures a checkpoint saved of its own epoch (ImageClassifier.on_save_checkpoint)."""
+    checkpoint = read_checkpoint(Path(path))
+    return {"epoch": checkpoint.get("epoch", -1) + 1, **checkpoint.get("metrics", {})}

@@ -1,42 +1,30 @@
 """Every setting checked before any work: one line that names the setting, its value and what is allowed.
 
 The constructors of the model, data module and callbacks check their own arguments. What no
-constructor of ours sees is checked here, on the parsed configuration, before the seed is set,
-any class is built or any data is read: the Trainer's numeric arguments, the schedulers' arguments
-(torch accepts many values that crash later or train garbage), the metric names that early stopping
-and checkpoints monitor, the seeds, and the config files themselves. jsonargparse's own multi-line
-errors are rewritten here into the same one-line form.
+constructor of ours sees is checked here: on the parsed configuration, before the seed is set or
+any class is built (the Trainer's numeric arguments, the schedulers' arguments, which torch accepts
+and then crashes on or trains garbage with, the metrics early stopping and checkpoints monitor,
+the seeds, the config files); then on the built objects, before any log folder exists (memory,
+batch norm's batches, the run's length against the schedule, writable logs).
 """
 
 from __future__ import annotations
 
 import difflib
 import math
-import re
+import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import torch
+
+from project import memory, schedules
+from project.errors import SettingError, fail, is_finite_number, is_integer
+from project.model import fit_metrics, network_settings
 
 # numpy's and scikit-learn's seeds are 32-bit; torch's would take more.
 MAX_SEED = 2**32 - 1
-
-
-class SettingError(ValueError):
-    """A setting with a value that is not allowed."""
-
-
-def fail(setting: str, value: Any, allowed: str, why: str = "") -> None:
-    shown = list(value) if isinstance(value, tuple) else value
-    raise SettingError(f"{setting}={shown}{f' {why}' if why else ''}; allowed: {allowed}")
-
-
-def is_integer(value) -> bool:
-    """An int, not a bool (YAML's true is an int to Python)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_finite_number(value) -> bool:
-    """An int or float, not a bool, not NaN or infinite."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # --- rules: (test, what is allowed) ---------------------------------------------------------------
@@ -56,7 +44,8 @@ def number_in(low: float, high: float, low_open: bool = False, high_open: bool =
         return (is_finite_number(v) and (v > low if low_open else v >= low)
                 and (v < high if high_open else v <= high))
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    text = f"a number in {interval}" if math.isfinite(high) else f"a finite number {'>' if low_open else '>='} {low:g}"
+    text = (f"a number in {interval}" if math.isfinite(high) else "a finite number" if not math.isfinite(low)
+            else f"a finite number {'>' if low_open else '>='} {low:g}")
     return test, text + (" or null" if none else "")
 
 
@@ -179,17 +168,7 @@ def _short(class_path: str) -> str:
     return str(class_path).rsplit(".", 1)[-1]
 
 
-# --- what the model logs, for the monitors --------------------------------------------------------
-
-def monitorable_metrics(clean_train: bool, penalty: bool) -> list[str]:
-    """The epoch metrics ImageClassifier logs during fit (project/model.py): what a monitor can watch."""
-    names = ["train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best",
-             "weights/l2_norm", "weights/zero_fraction", "weights/near_zero_fraction"]
-    if clean_train:
-        names += ["train/loss_clean", "train/acc_clean", "gap/acc", "diagnosis/bias", "diagnosis/variance"]
-    if penalty:
-        names.append("train/penalty")
-    return sorted(names)
+# --- the whole configuration ----------------------------------------------------------------------
 
 
 def _check_monitor(setting: str, monitor, metrics: list[str], validation_on: bool) -> None:
@@ -203,8 +182,6 @@ def _check_monitor(setting: str, monitor, metrics: list[str], validation_on: boo
         fail(setting, monitor, "a monitor on train/ metrics, or trainer.limit_val_batches > 0",
              "is measured in validation, which trainer.limit_val_batches=0 turns off")
 
-
-# --- the whole configuration ----------------------------------------------------------------------
 
 def check_settings(config, subcommand: str | None) -> None:
     """Raises SettingError for the first setting that is not allowed (the parsed config of a subcommand)."""
@@ -233,7 +210,7 @@ def check_settings(config, subcommand: str | None) -> None:
         return
     penalty = _get(config, "penalty", {})
     penalized = any(is_finite_number(_get(penalty, k, 0)) and _get(penalty, k, 0) > 0 for k in ("l1", "l2"))
-    metrics = monitorable_metrics(_get(data, "clean_train_size", 1) != 0, penalized)
+    metrics = fit_metrics(_get(data, "clean_train_size", 1) != 0, penalized)
     validation_on = _get(trainer, "limit_val_batches", 1) != 0
     stoppers = [("early_stopping", _get(config, "early_stopping"))]
     checkpoints = []
@@ -287,110 +264,74 @@ def check_config_files(args: list[str]) -> None:
             fail("--config", path, "a YAML mapping of settings such as 'trainer: {max_epochs: 5}'", what)
 
 
-# --- jsonargparse's errors, in one line ------------------------------------------------------------
-
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
-               "NoneType": "null", "list": "a list", "dict": "a mapping {key: value}", "tuple": "a list"}
+# --- the built objects, before any data is read or any folder made ---------------------------------
 
 
-_CLASS_WORDS = "a class name"
-# The settings whose value is a class: what to suggest for them.
-CLASS_KEYS = {"model.net": "ConvNet, MLP or a class path of a project.nn.Network",
-              "model.optimizer": "an optimizer class: SGD, Adagrad, RMSprop, Adam, AdamW or a torch.optim class path",
-              "model.scheduler": "a scheduler class: StepLR, CosineAnnealingLR, OneCycleLR ... or a "
-                                 "torch.optim.lr_scheduler class path",
-              "early_stopping": "EarlyStopping or a class path of a subclass of it",
-              "trainer.logger": "a logger class such as TensorBoardLogger, true or false"}
+def check_built(model, datamodule, trainer, subcommand: str | None) -> None:
+    """What needs the model, data module and trainer built: the run's length against the schedule,
+    batch norm's batches, and the memory a batch needs."""
+    if subcommand == "fit" and model.needs_run_length and trainer.max_epochs == -1 and trainer.max_steps == -1:
+        scheduler = model.hparams.scheduler
+        fail("trainer.max_epochs", -1, "a positive trainer.max_epochs or trainer.max_steps, or the scheduler's own "
+             "length (T_max, total_steps, total_iters)", "(train until stopped) leaves model.scheduler "
+             f"({scheduler.get('class_path', scheduler) if isinstance(scheduler, dict) else scheduler}) without a length")
+    if datamodule is None:
+        return
+    if datamodule.hparams.batch_size <= 1 and any(
+            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        fail("data.batch_size", datamodule.hparams.batch_size, "an integer >= 2 with norm=batch, or another "
+             "model.net.norm", "leaves batch norm without batch statistics")
+    if subcommand is not None:
+        memory.check_batches(model.memory, network_settings(model.hparams.get("net")), trainer.strategy.root_device,
+                             datamodule.hparams.batch_size, datamodule.hparams.eval_batch_size)
 
 
-def _allowed_from(text: str) -> str:
-    found: list[str] = []
-    for match in re.finditer(r"Expected a (<class '([\w.]+)'>|typing\.Literal\[(.*?)\]|tuple with (\d+) elements|"
-                             r"dot import path string)", text):
-        cls, literal, size = match.group(2), match.group(3), match.group(4)
-        if cls:
-            word = _TYPE_WORDS.get(cls.rsplit(".", 1)[-1], f"a {cls.rsplit('.', 1)[-1]}")
-        elif literal is not None:
-            word = "one of " + literal.replace("'", "")
-        elif size:
-            word = f"a list of {size} values"
-        else:
-            word = _CLASS_WORDS
-        if word not in found:
-            found.append(word)
-    return " or ".join(found) or "see --help"
+def check_with_data(model, datamodule, trainer) -> None:
+    """The settings that depend on the data's size, checked once it is read: the validation interval
+    against an epoch, and the schedule stepped through the whole run."""
+    batches = datamodule.train_batches(trainer.world_size)
+    limit = trainer.limit_train_batches
+    if isinstance(limit, int):
+        batches = min(batches, limit)
+    elif limit is not None:
+        batches = max(1, int(batches * limit))
+    interval = trainer.val_check_interval
+    if isinstance(interval, int) and interval > batches and trainer.check_val_every_n_epoch is not None:
+        fail("trainer.val_check_interval", interval, f"a number of batches <= {batches} (an epoch's training "
+             "batches) or a fraction in (0, 1]", "is longer than an epoch")
+    model.check_schedule(*schedules.run_length(trainer, batches))
 
 
-def _init_settings(class_path: str) -> list[str]:
-    """The constructor arguments of a class given by its import path (none if it cannot be imported)."""
-    import importlib
-    import inspect
-
-    module, _, name = class_path.rpartition(".")
+def check_writable(folder: Path) -> None:
+    """Fail before training when the logs cannot be written, not at the first checkpoint."""
     try:
-        cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
-    except (ImportError, AttributeError, ValueError, TypeError):
-        return []
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise SettingError("trainer.logger.save_dir", folder, "a folder this user can write",
+                           f"cannot hold logs and checkpoints ({err.strerror or err})") from None
 
 
-def constructor_error(message: str) -> str:
-    """A constructor's own message out of jsonargparse's union report around it (a callback in a list)."""
-    text = " ".join(str(message).split())
-    if "Does not validate against any of the Union subtypes" not in text:
-        return text
-    inner = re.search(r"Errors: - (.*?) - (?:Not a valid subclass|Expected a|Problem with)", text)
-    return inner.group(1) if inner else one_line_parse_error(text)
+# --- names and folders of a study's outputs ----------------------------------------------------------
+
+NAME_MAX = 100  # characters of a study or run name: a folder name, far below a file system's 255 bytes
 
 
-def one_line_parse_error(message: str, known_keys: list[str] | None = None) -> str:
-    """jsonargparse's nested, multi-line message as ``<setting>=<value> ...; allowed: ...``."""
-    text = " ".join(str(message).split())
-    # a flag, or a key of a config file, that no setting has
-    unknown = re.match(r"unrecognized arguments: (\S+)", text) or re.match(
-        r"(?:Option|Subcommand '\w+' does not accept option) '([^']+)'", text)
-    if unknown:
-        key = unknown.group(1).lstrip("-").split("=", 1)[0]
-        close = difflib.get_close_matches(key, known_keys or [], n=1, cutoff=0.75)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"{key} is not a setting{hint}; allowed: the keys `project fit --print_config` shows"
-    keys = [k for k in re.findall(r'Parser key "([^"]+)"', text)]
-    key = ".".join(dict.fromkeys(keys))
-    last = text.rfind(f'Parser key "{keys[-1]}"') if keys else 0
-    tail = text[last:]
-    required = re.search(r"the following arguments are required: ([\w, ]+?)(?: - |$|\.)", tail)
-    if required:
-        names = [n.strip() for n in required.group(1).split(",")]
-        owner = re.search(r"class_path='([\w.]+)'", tail)
-        owner_name = f" by {_short(owner.group(1))}" if owner else ""
-        return (f"{key}.{names[0]} is missing: it is required{owner_name}; allowed: give it, "
-                f"e.g. --{key}.{names[0]}=...")
-    nested = re.search(r"Option '([^']+)' is not accepted", tail)
-    owner = re.search(r"class_path='([\w.]+)'", tail)
-    if key and nested:  # a config file's key that the class does not have
-        option, settings = nested.group(1), _init_settings(owner.group(1)) if owner else []
-        close = difflib.get_close_matches(option, settings, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return (f"{key}.{option} is not a setting of {_short(owner.group(1)) if owner else key}{hint}; "
-                f"allowed: {', '.join(settings) or 'see --help'}")
-    value = None
-    for pattern in (r"Expected a path but (\S+) either", r"Got value: (.+?)(?:\. Got value:| - Expected|$)",
-                    r"Given value: (.+?)(?:\. Got value:| - Expected|$)"):
-        found = re.search(pattern, tail)
-        if found:
-            value = found.group(1).rstrip(".")
-            break
-    if not key:
-        return text
-    why = ""
-    inner = re.search(r"Problem with given class_path '[\w.]+': (.*?)(?: - Expected|$)", tail)
-    if inner and "Parser key" not in inner.group(1):
-        why = f" ({inner.group(1)})"
-    allowed = _allowed_from(tail)
-    if key in CLASS_KEYS:
-        allowed = allowed.replace(_CLASS_WORDS, CLASS_KEYS[key])
-        if value and "." not in value:
-            allowed = f"{allowed} ('{value}' is no such class)"
-    else:  # a number typed Union[float, Tensor] also "expects" an import path: not what a user means
-        allowed = allowed.replace(f" or {_CLASS_WORDS}", "").replace(_CLASS_WORDS, "see --help")
-    return f"{key}={value if value is not None else '?'} is not valid{why}; allowed: {allowed}"
+def check_folder_name(setting: str, name: str) -> None:
+    """A study's name becomes one folder under the output: no path separators, no escape upwards."""
+    if not name or len(name) > NAME_MAX or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
+        fail(setting, name if len(name) <= 60 else f"{name[:60]}...", f"a folder name of 1 to {NAME_MAX} characters "
+             "without / (it becomes one folder under the output)")
+
+
+def check_output(setting: str, folder: Path) -> None:
+    """The output folder exists or can be made, and this user can write it; nothing is made here."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        fail(setting, folder, "a folder (made if missing)", f"lies under {probe}, which is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        fail(setting, folder, "a folder this user can write", f"cannot be written ({probe} is read-only)")

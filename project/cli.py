@@ -1,17 +1,14 @@
-"""The command line: Lightning's CLI with our default config, linked arguments and a run summary.
+"""The command line: Lightning's CLI with our default config, linked arguments, and the order of work.
 
-``project fit`` trains and then tests the best checkpoint; ``validate``, ``test`` and ``predict``
-are Lightning's own. Every setting of the model, data module, trainer and callbacks is a flag or a
-YAML key (``project fit --print_config`` shows them all).
+``project fit`` checks every setting, builds the model, data module and trainer, reads the data,
+trains, then tests the best checkpoint and prints the run summary; ``validate``, ``test`` and
+``predict`` are Lightning's own; ``lr-find`` is the learning-rate range test. Every setting is a
+flag or a YAML key (``project fit --print_config`` shows them all). What each step does lives in
+its own module: checks.py, checkpoints.py, devices.py, report.py, lr_find.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
-import logging
-import logging.handlers
 import os
 import random
 import signal
@@ -26,34 +23,57 @@ from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
+from project import checks, lr_find, report
 from project.callbacks import NonFiniteLossError, WeightPenalty
-from project.checks import (MAX_SEED, SettingError, check_config_files, check_settings, constructor_error, fail,
-                            one_line_parse_error)
-from project.checkpoints import (CheckpointError, CheckpointOnInterrupt, CheckpointWriteError, check_matches,
-                                 read_checkpoint, resolve_checkpoint)
-from project.data import DataError, ImageDataModule
-from project.diagnosis import Diagnosis
-from project.model import ImageClassifier, machine_memory, network_settings
-from project.monitor import EpochRichProgressBar, HParams, PlainProgressBar, QuietLightning, flatten_settings
+from project.checkpoints import (
+    CheckpointError,
+    CheckpointOnInterrupt,
+    CheckpointWriteError,
+    as_plain,
+    check_matches,
+    checkpoint_metrics,
+    load_resume,
+)
+from project.data import ImageDataModule
+from project.devices import fall_back_to_fp16
+from project.errors import SettingError, constructor_error, one_line_parse_error, stop
+from project.hparams import HParams, tab_settings
+from project.model import ImageClassifier
+from project.progress import EpochRichProgressBar, PlainProgressBar, held_lightning_logs, quiet_lightning
 
+# DDP's worker processes re-run this command line; a seed drawn for seed_everything: true reaches
+# them through the environment, the only thing the launcher passes on ("<parent pid>:<seed>").
 RANDOM_SEED_ENV = "PROJECT_RANDOM_SEED"
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class OneLineErrorParser(LightningArgumentParser):
-    """Reports a bad setting as one line (``error: <setting>=<value> ...; allowed: ...``), without
-    jsonargparse's usage, tip and nested union report, and exits with argparse's code 2."""
+    """Reports a bad setting as one line, without jsonargparse's usage, tip and nested union report,
+    and exits with argparse's code 2."""
 
     def print_usage(self, file=None) -> None:
         pass
+
+    def parse_args(self, args=None, *rest, **kwargs):
+        self.given = list(sys.argv[1:] if args is None else args)  # to quote a flag's value in an error
+        return super().parse_args(args, *rest, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None):
         if not self.exit_on_error:  # a parse inside a parse: the outer one reports
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         known = [k.lstrip("-") for k in parser._option_string_actions]
-        _stop(one_line_parse_error(message, known))
+        stop(one_line_parse_error(message, known, getattr(self, "given", sys.argv[1:])))
+
+
+class RunInterrupted(Exception):
+    """SIGTERM or Ctrl-C stopped the run; ``saved`` is the checkpoint it can resume from (or None)."""
+
+    def __init__(self, signum: int, saved: str | None):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum, self.saved = signum, saved
 
 
 class ProjectCLI(LightningCLI):
@@ -66,81 +86,89 @@ class ProjectCLI(LightningCLI):
         defaults = {"default_env": True}
         if DEFAULT_CONFIG.exists():
             defaults["default_config_files"] = [str(DEFAULT_CONFIG)]
-        kwargs.setdefault("parser_kwargs", {"default_env": True, **{cmd: defaults for cmd in ("fit", "validate", "test",
-                                                                                              "predict")}}
+        kwargs.setdefault("parser_kwargs", {"default_env": True, **{cmd: defaults for cmd in SUBCOMMANDS}}
                           if kwargs.get("run", True) else defaults)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         self._started = time.perf_counter()
-        self._checkpoint = None
+        self.resume = None
         self.random_seed: int | None = None
-        QuietLightning.install()
-        super().__init__(ImageClassifier, ImageDataModule, *args, **kwargs)
+        quiet_lightning()
+        try:
+            super().__init__(ImageClassifier, ImageDataModule, *args, **kwargs)
+        except (SystemExit, KeyboardInterrupt):
+            # Lightning exits 0 on SIGTERM and 1 on Ctrl-C: a stopped run must not look finished.
+            guard = next((c for c in getattr(getattr(self, "trainer", None), "callbacks", [])
+                          if isinstance(c, CheckpointOnInterrupt) and c.interrupted), None)
+            if guard is None:
+                raise
+            raise RunInterrupted(*guard.interrupted) from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
                             help="after fit, test and print the run summary")
         parser.add_argument("--test_ckpt", type=Literal["best", "last"], default="best",
                             help="test the best checkpoint (by val/loss) or the weights training ended with")
-        # The two callbacks experiments change most get their own keys: --penalty.l2=1e-3,
-        # --early_stopping.patience=3, or early_stopping: null to train for all max_epochs.
+        # The callbacks experiments and studies change most get their own keys: --penalty.l2=1e-3,
+        # --early_stopping.patience=3 (or early_stopping: null), --hparams.varied=[...].
         parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)
         parser.add_lightning_class_args(WeightPenalty, "penalty")
+        parser.add_lightning_class_args(HParams, "hparams")
         # The model learns the data's shape and classes; the user never repeats them.
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
 
+    def _subcommand_config(self):
+        return self.config.get(self.subcommand) if self.subcommand else self.config
+
+    # Private override: Lightning's own loads the file unchecked and lets the checkpoint's model
+    # settings silently replace the user's flags; no public hook runs before it.
     def _parse_ckpt_path(self) -> None:
         """Every --ckpt_path (a file or ``last``, in fit/validate/test/predict) is read safely and
-        checked here, before anything runs. Lightning's own version loads the file unchecked and
-        lets the checkpoint's model settings silently replace the user's flags."""
-        self._checkpoint = None
+        checked here, before anything runs."""
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand) if subcommand else None
         if not config or not config.get("ckpt_path"):
             return
         save_dir, name, _ = _logger_settings(config)
         try:
-            path, run_folder = resolve_checkpoint(config.ckpt_path, save_dir, name)
-            checkpoint = read_checkpoint(path)
+            resume = load_resume(config.ckpt_path, save_dir, name)
         except CheckpointError as err:
-            _stop(err)
-        defaults = self._subcommand_parsers[subcommand].get_defaults()
-        conflicts = checkpoint_conflicts(checkpoint, _as_dict(config), _as_dict(defaults))
+            stop(err)
+        conflicts = resume.conflicts(as_plain(config), as_plain(self._subcommand_parsers[subcommand].get_defaults()))
         if conflicts:
-            _stop(f"--ckpt_path {path} was saved with other settings: {'; '.join(conflicts)}; "
-                  "drop these flags or use a checkpoint saved with them")
-        hparams = {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in MODEL_KEYS}
-        if hparams:  # the checkpoint's network where the user set none (it cannot load into another)
-            configured = _as_dict(config.get("model", {})).get("net")
-            if configured != json.loads(json.dumps(hparams.get("net"), default=str)):
-                def short(net) -> str:
-                    return str(net.get("class_path", net)).rsplit(".", 1)[-1] if isinstance(net, dict) else str(net)
-                print(f"note: model.net is the checkpoint's {short(hparams.get('net'))} with its saved settings, "
-                      f"not the configured {short(configured)}", file=sys.stderr, flush=True)
+            stop(SettingError("ckpt_path", resume.path, "no such flags, or a checkpoint saved with them",
+                              f"was saved with other settings: {'; '.join(conflicts)}"))
+        saved = resume.model_settings
+        if saved:  # the checkpoint's network where the user set none (it cannot load into another)
+            configured = as_plain(config.get("model", {})).get("net")
+            if configured != as_plain(saved).get("net"):
+                print(f"note: model.net is the checkpoint's {_short_net(saved.get('net'))} with its saved settings, "
+                      f"not the configured {_short_net(configured)}", file=sys.stderr, flush=True)
             try:
-                self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+                self.config = self.parser.parse_object({subcommand: {"model": saved}}, self.config)
             except SystemExit:
-                _stop(f"--ckpt_path {path}: its model settings {hparams} cannot be read by this version")
-        self.config[subcommand].ckpt_path = str(path)
-        self._checkpoint = (path, checkpoint, run_folder)
+                stop(SettingError("ckpt_path", resume.path, "a checkpoint of this version",
+                                  f"holds model settings {saved} that this version cannot read"))
+        self.config[subcommand].ckpt_path = str(resume.path)
+        self.resume = resume
 
+    # Private override: Lightning's logs "Seed set to N" before any setting is checked (so a bad
+    # setting's line is not the only one) and seeds 0, not a random seed, for seed_everything: true.
     def _set_seed(self) -> None:
-        """Every setting is checked first; then the seed is set without Lightning's "Seed set to"
-        line, so a bad setting's error is the only line printed. ``seed_everything: true`` draws a
-        random seed (Lightning's would be 0), shared with the DDP processes this one starts, and
-        recorded in the config that is saved with the run."""
-        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        """Every setting is checked first; then the seed is set, quietly. ``seed_everything: true``
+        draws a random seed, shared with the DDP processes this one starts, and recorded in the
+        config saved with the run."""
+        config = self._subcommand_config()
         try:
-            check_settings(config, self.subcommand)
+            checks.check_settings(config, self.subcommand)
         except SettingError as err:
-            _stop(err)
+            stop(err)
         seed = config.get("seed_everything")
         if seed is False:
             return
         if seed is True:
-            # "<pid>:<seed>": the DDP processes that process started use the seed it drew.
             parent, _, drawn = os.environ.get(RANDOM_SEED_ENV, "").partition(":")
-            seed = int(drawn) if parent == str(os.getppid()) else random.SystemRandom().randint(0, MAX_SEED)
+            seed = int(drawn) if parent == str(os.getppid()) else random.SystemRandom().randint(0, checks.MAX_SEED)
             os.environ[RANDOM_SEED_ENV] = f"{os.getpid()}:{seed}"
             self.random_seed = seed
         config["seed_everything"] = seed_everything(seed, workers=True, verbose=False)
@@ -149,76 +177,65 @@ class ProjectCLI(LightningCLI):
         config = self.config.get(self.subcommand) if self.subcommand else None
         if not config:
             return
-        _fall_back_to_fp16(config.trainer)
-        _, name, init = _logger_settings(config)
-        path, checkpoint, run_folder = self._checkpoint or (None, None, None)
+        fall_back_to_fp16(config.trainer)
+        save_dir, name, logger = _logger_settings(config)
+        resume = self.resume
         if self.subcommand == "fit":
-            if checkpoint is not None:
-                _stop_if_finished(checkpoint, config.trainer, path)
-                print(f"resuming from {path} (after {_epochs_done(checkpoint)} epochs, step "
-                      f"{checkpoint.get('global_step', 0)})", file=sys.stderr, flush=True)
+            if resume is not None:
+                finished = resume.finished(config.trainer.get("max_epochs"), config.trainer.get("max_steps"))
+                if finished:
+                    print(finished, flush=True)
+                    sys.exit(0)
+                print(f"resuming from {resume.path} (after {resume.epochs_done} epochs, step "
+                      f"{resume.checkpoint.get('global_step', 0)})", file=sys.stderr, flush=True)
             # --ckpt_path last (or a path in a run folder of this logger) continues that run in its own folder.
-            save_dir, _, _ = _logger_settings(config)
-            if run_folder and init is not None and run_folder.parent.resolve() == (Path(save_dir) / name).resolve():
-                init.version = run_folder.name
-        elif init is not None:
+            folder = resume.run_folder if resume else None
+            if folder and logger is not None and folder.parent.resolve() == (Path(save_dir) / name).resolve():
+                logger.version = folder.name
+        elif logger is not None:
             # validate/test/predict write beside the run they evaluate (version_N/<subcommand>/), or
             # under <name>-<subcommand>/, never as a new run folder of fit's.
-            if run_folder:
-                init.save_dir, init.name = str(run_folder.parent.parent), run_folder.parent.name
-                init.version = f"{run_folder.name}/{self.subcommand}"
+            if resume and resume.run_folder:
+                logger.save_dir, logger.name = str(resume.run_folder.parent.parent), resume.run_folder.parent.name
+                logger.version = f"{resume.run_folder.name}/{self.subcommand}"
             else:
-                init.name = f"{name}-{self.subcommand}"
+                logger.name = f"{name}-{self.subcommand}"
 
     def instantiate_classes(self) -> None:
         # Constructors validate their settings; a bad value stops here, before any data is read
-        # or any log folder is made, with one line and argparse's exit code.
-        # Lightning's start-up lines (GPU available ...) are held back until every check passed.
+        # or any log folder is made, with one line and argparse's exit code. Lightning's start-up
+        # lines (GPU available ...) are held back until every check passed.
         with held_lightning_logs():
             try:
                 super().instantiate_classes()
-                if self._checkpoint:
-                    check_matches(self._checkpoint[1], self.model, self._checkpoint[0])
-                if self.subcommand == "fit":
-                    _check_run_length(self.model, self.trainer)
-                _check_batch_norm_batches(self.model, self.datamodule)
-                if self.subcommand is not None:
-                    _check_memory(self.model, self.datamodule, self.trainer)
-                    # The data is read and checked here, before any log folder exists.
-                    self.datamodule.setup()
+                if self.resume:
+                    check_matches(self.resume.checkpoint, self.model, self.resume.path)
+                checks.check_built(self.model, self.datamodule, self.trainer, self.subcommand)
+                if self.subcommand is not None and self.datamodule is not None:
+                    self.datamodule.setup()  # the data is read and checked here, before any log folder exists
                     if self.subcommand == "fit":
-                        _check_with_data(self.model, self.datamodule, self.trainer)
-            except DataError as err:
-                _stop(err)
+                        checks.check_with_data(self.model, self.datamodule, self.trainer)
+            except SettingError as err:
+                stop(err)
             except ImportError as err:  # an accelerator, strategy or precision whose package is missing
-                config = self.config[self.subcommand].trainer if self.subcommand else self.config.trainer
-                _stop(f"trainer.accelerator={config.get('accelerator')}, trainer.strategy={config.get('strategy')}, "
-                      f"trainer.precision={config.get('precision')}: a package it needs is missing ({err}); "
-                      "allowed: auto, cpu or gpu, or install that package")
+                trainer = self._subcommand_config().trainer
+                stop(SettingError("trainer.strategy", trainer.get("strategy"), "auto, or install that package",
+                                  f"with trainer.accelerator={trainer.get('accelerator')} and trainer.precision="
+                                  f"{trainer.get('precision')} needs a package that is missing ({err})"))
             except (ValueError, TypeError, MisconfigurationException) as err:
-                _stop(constructor_error(str(err)))
+                stop(constructor_error(str(err)))
         if self.subcommand is not None:
+            defaults = as_plain(self._subcommand_parsers[self.subcommand].get_defaults())
             for callback in self.trainer.callbacks:
                 if isinstance(callback, HParams):
-                    callback.defaults = self._default_settings()
+                    callback.defaults = tab_settings(defaults.get("model"), defaults.get("data"),
+                                                     defaults.get("penalty"), defaults.get("trainer") or {})
         if self.random_seed is not None and self.trainer.is_global_zero:
             print(f"seed_everything: true drew seed {self.random_seed} (saved in the run's config.yaml; "
                   f"--seed_everything={self.random_seed} repeats it)", file=sys.stderr, flush=True)
 
-    def _default_settings(self) -> dict[str, object]:
-        """The default configuration in the hparams tab's terms: what a run changed from it is listed first."""
-        defaults = _as_dict(self._subcommand_parsers[self.subcommand].get_defaults())
-        trainer, penalty = defaults.get("trainer") or {}, defaults.get("penalty") or {}
-        return flatten_settings({
-            "model": defaults.get("model") or {}, "data": defaults.get("data") or {},
-            "penalty": {k: penalty.get(k) for k in ("l1", "l2")},
-            "trainer": {"precision": str(trainer.get("precision")), "max_epochs": trainer.get("max_epochs"),
-                        "accumulate_grad_batches": trainer.get("accumulate_grad_batches")}})
-
-    def before_fit(self) -> None:
-        for logger in self.trainer.loggers:
-            _check_writable(Path(logger.save_dir or "."))
-
+    # Private override: the callbacks built from the config arrive here together with the trainer's
+    # settings; the public instantiate_trainer sees neither the built callbacks nor can drop a None.
     def _instantiate_trainer(self, config: dict, callbacks: list):
         callbacks = [c for c in callbacks if c is not None]  # early_stopping: null
         if config.get("enable_checkpointing") is False:  # the default config's checkpoint callbacks step aside
@@ -233,8 +250,12 @@ class ProjectCLI(LightningCLI):
         trainer.callbacks.sort(key=lambda c: not isinstance(c, WeightPenalty))
         return trainer
 
-    def after_predict(self) -> None:
-        _after_predict(self)
+    def before_fit(self) -> None:
+        for logger in self.trainer.loggers:
+            try:
+                checks.check_writable(Path(logger.save_dir or "."))
+            except SettingError as err:
+                stop(err)
 
     def after_fit(self) -> None:
         config = self.config_init[self.subcommand]
@@ -245,7 +266,7 @@ class ProjectCLI(LightningCLI):
         tested = best if config.get("test_ckpt", "best") == "best" else None
         # The figures of the weights that are tested: the best checkpoint's own (saved with it), or
         # the final epoch's.
-        weights = _checkpoint_metrics(tested) if tested else {"epoch": self.trainer.current_epoch, **fit_metrics}
+        weights = checkpoint_metrics(tested) if tested else {"epoch": self.trainer.current_epoch, **fit_metrics}
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested, verbose=False, weights_only=True)
         self.test_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
         self.fit_metrics = {**fit_metrics, **self.test_metrics}  # the run's last logged values
@@ -254,63 +275,30 @@ class ProjectCLI(LightningCLI):
         # log_dir would then be the working directory).
         log_dir = self.trainer.log_dir if self.trainer.loggers else None
         if self.trainer.is_global_zero:
+            seconds = time.perf_counter() - self._started
             if log_dir:
-                _write_json(Path(log_dir) / "summary.json", {
-                    "tested": "best" if tested else "last", "tested_checkpoint": tested, "best_checkpoint": best,
-                    "epochs": self.trainer.current_epoch, "tested_weights": weights, "test": self.test_metrics,
-                    "seconds": time.perf_counter() - self._started})
-            print(run_summary(self.trainer, self.model, log_dir, weights, self.test_metrics, best, tested,
-                              time.perf_counter() - self._started), flush=True)
+                report.write_summary(Path(log_dir), tested, best, self.trainer.current_epoch, weights,
+                                     self.test_metrics, seconds)
+            print(report.run_summary(self.trainer.current_epoch, self.model.hparams.human_accuracy,
+                                     self.model.hparams.diagnosis_tolerance, log_dir, weights, self.test_metrics,
+                                     best, tested, seconds), flush=True)
 
-
-def write_predictions(path: Path, probabilities: torch.Tensor, labels: torch.Tensor, names: list[str]) -> None:
-    """One CSV row per sample: its index in the split, true and predicted class, each class's probability."""
-    predicted = probabilities.argmax(dim=1)
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["index", "true_label", "true_name", "predicted_label", "predicted_name",
-                         *(f"p_{name}" for name in names)])
-        for i, (row, label, guess) in enumerate(zip(probabilities.tolist(), labels.tolist(), predicted.tolist())):
-            writer.writerow([i, label, names[label], guess, names[guess], *(f"{v:.6f}" for v in row)])
-    os.replace(partial, path)
-
-
-def _write_json(path: Path, content: dict) -> None:
-    """Written whole or not at all: a reader never sees half a file."""
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(content, indent=1))
-    os.replace(partial, path)
-
-
-# The model settings a checkpoint's weights depend on; the rest (optimizer, schedule, warm-up ...)
-# only changes training and may differ on resume. The data settings that change what the inputs are.
-MODEL_KEYS = ("net",)
-DATA_KEYS = ("dataset", "normalize", "fake_shape", "fake_classes")
-
-
-def _as_dict(namespace) -> dict:
-    return json.loads(json.dumps(namespace.as_dict() if hasattr(namespace, "as_dict") else namespace, default=str))
-
-
-def _flatten(value, prefix: str) -> dict:
-    if isinstance(value, dict):
-        return {k: v for key, inner in value.items() for k, v in _flatten(inner, f"{prefix}.{key}").items()}
-    return {prefix: value}
-
-
-def checkpoint_conflicts(checkpoint: dict, config: dict, defaults: dict) -> list[str]:
-    """Each setting the user gave (it differs from the default) that the checkpoint saved otherwise."""
-    saved = json.loads(json.dumps({
-        "model": {k: v for k, v in checkpoint.get("hyper_parameters", {}).items() if k in MODEL_KEYS},
-        "data": {k: v for k, v in checkpoint.get("datamodule_hyper_parameters", {}).items() if k in DATA_KEYS}},
-        default=str))
-    saved, given, default = _flatten(saved, "-"), _flatten(config, "-"), _flatten(defaults, "-")
-    return [f"{key[2:]}={given[key]!r} here, {value!r} in the checkpoint" for key, value in saved.items()
-            if key in given and given[key] != default.get(key) and given[key] != value]
+    def after_predict(self) -> None:
+        trainer, dm = self.trainer, self.datamodule
+        predictions = trainer.predict_loop.predictions
+        if not trainer.is_global_zero or not predictions or not trainer.loggers or trainer.log_dir is None:
+            return
+        folder = Path(trainer.log_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"predictions_{dm.hparams.predict_split}.csv"
+        report.write_predictions(path, torch.cat([p.float().cpu() for p in predictions]), dm.predict_set.labels,
+                                 dm.class_names)
+        print(f"predictions for the {len(dm.predict_set)} {dm.hparams.predict_split} images written to {path}",
+              flush=True)
 
 
 def _logger_settings(config) -> tuple[str, str, object]:
+    """The logger's save_dir and name, and its init_args to change (None: no TensorBoard-like logger)."""
     logger = config.trainer.get("logger")
     init = logger.get("init_args") if hasattr(logger, "get") else None
     if init is None:
@@ -318,196 +306,29 @@ def _logger_settings(config) -> tuple[str, str, object]:
     return init.get("save_dir", "logs"), init.get("name", "default"), init
 
 
-def _epochs_done(checkpoint: dict) -> int:
-    progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_progress", {}).get("current", {})
-    return int(progress.get("processed", checkpoint.get("epoch", 0)))
-
-
-def _stop_if_finished(checkpoint: dict, trainer, path: Path) -> None:
-    """Resuming a run that already reached its end trains nothing: say so and exit 0."""
-    done, steps = _epochs_done(checkpoint), int(checkpoint.get("global_step", 0))
-    max_epochs, max_steps = trainer.get("max_epochs"), trainer.get("max_steps") or -1
-    if (max_epochs is not None and max_epochs >= 0 and done >= max_epochs) or (0 < max_steps <= steps):
-        limit = f"trainer.max_steps={max_steps}" if 0 < max_steps <= steps else f"trainer.max_epochs={max_epochs}"
-        print(f"{path} has already finished {done} epochs ({steps} steps) of {limit}: nothing to train; "
-              f"raise {limit.split('=')[0]} to train on", flush=True)
-        sys.exit(0)
-
-
-def _checkpoint_metrics(path: str) -> dict[str, float]:
-    checkpoint = read_checkpoint(Path(path))
-    return {"epoch": checkpoint.get("epoch", -1) + 1, **checkpoint.get("metrics", {})}
-
-
-def _check_run_length(model: ImageClassifier, trainer) -> None:
-    """A schedule that takes the run's length needs a run with one."""
-    if model.needs_run_length and trainer.max_epochs == -1 and trainer.max_steps == -1:
-        raise ValueError(
-            f"trainer.max_epochs=-1 (train until stopped) leaves model.scheduler "
-            f"({model.hparams.scheduler.get('class_path', model.hparams.scheduler) if isinstance(model.hparams.scheduler, dict) else model.hparams.scheduler}) "
-            "without a length; allowed: a positive trainer.max_epochs or trainer.max_steps, or the scheduler's "
-            "own length (T_max, total_steps, total_iters)")
-
-
-def _after_predict(cli: "ProjectCLI") -> None:
-    predictions = cli.trainer.predict_loop.predictions
-    if not cli.trainer.is_global_zero or not predictions or not cli.trainer.loggers or cli.trainer.log_dir is None:
-        return
-    dm = cli.datamodule
-    folder = Path(cli.trainer.log_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"predictions_{dm.hparams.predict_split}.csv"
-    write_predictions(path, torch.cat([p.float().cpu() for p in predictions]), dm.predict_set.labels, dm.class_names)
-    print(f"predictions for the {len(dm.predict_set)} {dm.hparams.predict_split} images written to {path}", flush=True)
-
-
-def _fall_back_to_fp16(trainer) -> None:
-    """bf16-mixed on a CUDA GPU without bf16 (before Ampere) becomes 16-mixed, with a gradient scaler."""
-    import torch
-
-    if (str(trainer.get("precision")) == "bf16-mixed" and trainer.get("accelerator") in ("gpu", "cuda", "auto")
-            and torch.cuda.is_available() and not torch.cuda.is_bf16_supported()):
-        print("note: this GPU has no bf16; using precision 16-mixed instead", file=sys.stderr)
-        trainer.precision = "16-mixed"
-
-
-def _stop(err: BaseException | str, code: int = 2) -> None:
-    """One line on stderr, argparse's exit code 2 for a bad setting or data (1 for a failed run)."""
-    print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
-    sys.exit(code)
-
-
-@contextlib.contextmanager
-def held_lightning_logs():
-    """Lightning's info lines logged inside are printed at the end, or dropped if an error stops the run."""
-    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    held = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
-    saved = [(logger, logger.handlers[:], logger.propagate) for logger in loggers]
-    for logger in loggers:
-        logger.handlers, logger.propagate = [held], False
-    ok = False
-    try:
-        yield
-        ok = True
-    finally:
-        for logger, handlers, propagate in saved:
-            logger.handlers, logger.propagate = handlers, propagate
-        if ok:
-            for record in held.buffer:
-                logging.getLogger(record.name).handle(record)
-
-
-def _check_batch_norm_batches(model, datamodule) -> None:
-    """Batch norm needs two samples in a training batch to have batch statistics."""
-    if datamodule is None or datamodule.hparams.batch_size > 1:
-        return
-    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        fail("data.batch_size", 1, "an integer >= 2 with norm=batch, or another model.net.norm",
-             "leaves batch norm without batch statistics")
-
-
-def _check_memory(model, datamodule, trainer) -> None:
-    """A network and batch size that cannot fit in memory stop here, not with an allocation error mid-epoch."""
-    if model.memory is None or datamodule is None:
-        return
-    device = trainer.strategy.root_device
-    available, where = machine_memory(), "this machine's memory"
-    if device.type == "cuda":
-        available, where = torch.cuda.get_device_properties(device).total_memory, f"the GPU's memory ({device})"
-    hp = datamodule.hparams
-    for setting, batch, needed in (("data.batch_size", hp.batch_size, model.memory.training(hp.batch_size)),
-                                   ("data.eval_batch_size", hp.eval_batch_size,
-                                    model.memory.evaluation(hp.eval_batch_size))):
-        if needed > available:
-            fail(setting, batch, f"a batch size or network that fits in {where}, {available / 2**30:.1f} GiB",
-                 f"with model.net={network_settings(model.hparams.get('net'))} needs about "
-                 f"{needed / 2**30:.1f} GiB")
-
-
-def _check_with_data(model, datamodule, trainer) -> None:
-    """The settings that depend on the data's size, checked once it is read."""
-    batches = datamodule.train_batches(trainer.world_size)
-    limit = trainer.limit_train_batches
-    if isinstance(limit, int):
-        batches = min(batches, limit)
-    elif limit is not None:
-        batches = max(1, int(batches * limit))
-    interval = trainer.val_check_interval
-    if isinstance(interval, int) and interval > batches and trainer.check_val_every_n_epoch is not None:
-        fail("trainer.val_check_interval", interval, f"a number of batches <= {batches} (an epoch's training "
-             "batches) or a fraction in (0, 1]", "is longer than an epoch")
-    try:
-        model.check_schedule(*model.run_length(trainer, batches))
-    except ValueError as err:
-        raise SettingError(str(err)) from None
-
-
-def _check_writable(folder: Path) -> None:
-    """Fail before training when the logs cannot be written, not at the first checkpoint."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        _stop(f"cannot write logs and checkpoints to {folder}: {err.strerror or err}")
-
-
-def run_summary(trainer, model, log_dir: str | None, weights: dict, test: dict, best_checkpoint: str | None,
-                tested: str | None, seconds: float) -> str:
-    """What the run ended with: the tested weights' test, validation and clean training figures,
-    and the bias/variance diagnosis of those same weights."""
-    def value(metrics: dict, name: str) -> str:
-        return f"{float(metrics[name]):.4f}" if name in metrics else "n/a"
-
-    which = "best checkpoint (by val/loss)" if tested else "last weights"
-    lines = [
-        "", "Run summary", "-----------",
-        f"tested weights      {which}, after epoch {weights.get('epoch', '?')}",
-        f"test accuracy       {value(test, 'test/acc')}",
-        f"test loss           {value(test, 'test/loss')}",
-        f"val accuracy        {value(weights, 'val/acc')}   (the tested weights)",
-        f"clean train acc     {value(weights, 'train/acc_clean')}   (the tested weights, eval mode, no augmentation)",
-        f"best val accuracy   {value(weights, 'val/acc_best')}   (any epoch up to then)",
-        f"epochs run          {trainer.current_epoch}",
-        f"wall time           {seconds:.1f} s",
-        f"logs                {log_dir or 'none (no logger, or fast_dev_run)'}",
-        f"best checkpoint     {best_checkpoint or 'none'}",
-    ]
-    if "train/acc_clean" in weights and "val/acc" in weights:
-        diagnosis = Diagnosis(weights["train/acc_clean"], weights["val/acc"], model.hparams.human_accuracy,
-                              model.hparams.diagnosis_tolerance)
-        lines += ["", "Diagnosis (bias and variance of the tested weights)", *diagnosis.lines()]
-    return "\n".join(lines)
+def _short_net(net) -> str:
+    return str(net.get("class_path", net)).rsplit(".", 1)[-1] if isinstance(net, dict) else str(net)
 
 
 def main(args: list[str] | None = None) -> None:
-    CheckpointOnInterrupt.interrupted = None
     given = sys.argv[1:] if args is None else args
-    if given[:1] == ["lr-find"]:
-        from project import lr_find
-
-        lr_find.main(given[1:])
-        return
     try:
-        check_config_files(given)
+        checks.check_config_files(given)
+        if given[:1] == ["lr-find"]:
+            own, rest = lr_find.parse(given[1:])
+            sys.argv = sys.argv[:1]  # the flags are passed as args; Lightning warns when it sees both
+            cli = ProjectCLI(args=[*rest, "--trainer.enable_model_summary=false"], run=False)
+            lr_find.run(cli.trainer, cli.model, cli.datamodule, own)
+        else:
+            ProjectCLI(args=args)
     except SettingError as err:
-        _stop(err)
-    try:
-        ProjectCLI(args=args)
-    except DataError as err:
-        _stop(err)
+        stop(err)
     except (NonFiniteLossError, CheckpointWriteError) as err:
-        _stop(err, code=1)  # the run failed; what it saved stays
-    except (SystemExit, KeyboardInterrupt):
-        stopped = CheckpointOnInterrupt.interrupted
-        if stopped is None:
-            raise
-        signum, saved = stopped
-        # Lightning exits 0 on SIGTERM and 1 on Ctrl-C; a stopped run must not look finished.
-        resume = f"; resume with: project fit --ckpt_path {saved} (and the same config)" if saved else ""
-        print(f"stopped by {signal.Signals(signum).name}; saved {saved or 'nothing'}{resume}", file=sys.stderr, flush=True)
-        sys.exit(128 + signum)
+        stop(err, code=1)  # the run failed; what it saved stays
+    except RunInterrupted as err:
+        resume = f"; resume with: project fit --ckpt_path {err.saved} (and the same config)" if err.saved else ""
+        print(f"{err}; saved {err.saved or 'nothing'}{resume}", file=sys.stderr, flush=True)
+        sys.exit(128 + err.signum)
     finally:
         _leave_process_group()
 

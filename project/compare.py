@@ -12,14 +12,11 @@ configuration; a rerun skips it only while that key is unchanged.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import csv
 import hashlib
 import io
 import json
 import logging
-import math
 import os
 import shutil
 import signal
@@ -32,19 +29,20 @@ from pathlib import Path
 
 from lightning.pytorch import Callback
 
-from project.cli import CONFIG_DIR, ProjectCLI
-from project.monitor import flatten_settings, study_varies
+from project.checks import MAX_SEED, check_folder_name, check_output
+from project.cli import CONFIG_DIR, ProjectCLI, RunInterrupted
+from project.compare_report import write_report, write_tables
+from project.compare_stats import summarize
+from project.errors import ArgumentParser, SettingError, choice, fail, from_line, is_integer, stop
+from project.hparams import flatten_settings
+from project.model import BIAS, CLEAN_ACC, GAP, TEST_ACC, VAL_ACC, VARIANCE, WEIGHT_NORM, ZERO_FRACTION
+from project.progress import quiet_lightning
+from project.report import SUMMARY_FILE, read_summary
 
 EXPERIMENT_DIR = CONFIG_DIR / "experiment"
 TECHNIQUES = ["baseline", "l1", "l2", "weight_decay", "dropout", "batchnorm", "augment", "early_stopping",
               "label_smoothing", "all"]
 VARY = ("both", "data", "init")
-# result key -> table header; all are the tested weights' figures except best val, epochs and seconds
-METRICS = {"train_acc": "clean train acc", "best_val_acc": "best val acc", "test_acc": "test acc",
-           "gap": "gap (clean train - val)", "bias": "bias", "variance": "variance",
-           "weight_norm": "weight L2 norm", "zero_fraction": "zero fraction", "epochs_to_best": "epochs to best",
-           "wall_s": "wall s"}
-MARKED = ("test_acc", "gap")  # a mark where the experiment's 95% CI excludes the baseline's mean
 
 
 class StudyInterrupted(Exception):
@@ -93,7 +91,8 @@ def check_configs(names: list[str], extra: list[str], vary: str) -> tuple[dict[s
     """
     unknown = sorted(set(names) - set(available_experiments()))
     if unknown:
-        raise ValueError(f"unknown experiment(s) {unknown}; available: {available_experiments()}")
+        fail("--experiments", unknown[0], ", ".join(available_experiments()),
+             "is not an experiment of configs/experiment/")
     keys, datasets = {}, set()
     for name in names:
         stderr = io.StringIO()
@@ -101,7 +100,8 @@ def check_configs(names: list[str], extra: list[str], vary: str) -> tuple[dict[s
             with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
                 cli = ProjectCLI(args=run_args(name, 0, vary, Path("unused"), extra)[1:], run=False)  # parse, no fit
         except SystemExit:
-            raise ValueError(f"experiment {name!r}: {stderr.getvalue().strip().splitlines()[-1]}") from None
+            error = from_line(stderr.getvalue().strip().splitlines()[-1])
+            raise SettingError(error.setting, f"{error.value} in experiment {name}", error.allowed) from None
         resolved = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
         keys[name] = hashlib.sha256(f"{resolved}\nvary={vary}".encode()).hexdigest()[:16]
         datasets.add(cli.datamodule.hparams.dataset)
@@ -119,7 +119,7 @@ class StudyProgress(Callback):
             return
         m = trainer.callback_metrics
         shown = "  ".join(f"{name} {float(m[tag]):+.3f}" if name == "gap" else f"{name} {float(m[tag]):.3f}"
-                          for name, tag in (("train(clean)", "train/acc_clean"), ("val", "val/acc"), ("gap", "gap/acc"))
+                          for name, tag in (("train(clean)", CLEAN_ACC), ("val", VAL_ACC), ("gap", GAP))
                           if tag in m)
         print(f"{self.label}  epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=self.out, flush=True)
 
@@ -148,7 +148,7 @@ def run_one(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], k
                     ProjectCLI(args=args, trainer_defaults={"callbacks": [StudyProgress(label)]})
                 except SystemExit as err:
                     failure = None if err.code in (0, None) else f"exit {err.code}"
-                except KeyboardInterrupt:
+                except (KeyboardInterrupt, RunInterrupted):
                     failure = "interrupted"
                 except Exception as err:  # a failed run is reported, and the study goes on
                     failure = f"{type(err).__name__}: {err}"
@@ -157,8 +157,8 @@ def run_one(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], k
     result["wall_s"] = time.perf_counter() - started
     if _stop_signal is not None or failure == "interrupted":
         result.update(status="interrupted", reason=f"stopped by signal {_stop_signal or signal.SIGINT}")
-    elif failure or not (run_dir / "summary.json").exists():
-        result.update(status="failed", reason=(failure or "no summary.json written").splitlines()[0][:300])
+    elif failure or not (run_dir / SUMMARY_FILE).exists():
+        result.update(status="failed", reason=(failure or f"no {SUMMARY_FILE} written").splitlines()[0][:300])
     else:
         result.update(status="ok", reason="", **_figures(run_dir))
     (run_dir / "result.json").write_text(json.dumps(result, indent=1))
@@ -175,155 +175,17 @@ def _figures(run_dir: Path) -> dict:
     """The run's table figures: its summary.json (the tested weights' own figures) and its logged curves."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = read_summary(run_dir)
     weights, test = summary["tested_weights"], summary["test"]
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    curves = {tag: [e.value for e in events.Scalars(tag)] for tag in ("train/acc_clean", "val/acc")}
-    val = curves["val/acc"]
-    return {"train_acc": weights["train/acc_clean"], "best_val_acc": max(val), "test_acc": test["test/acc"],
-            "gap": weights["gap/acc"], "bias": weights["diagnosis/bias"], "variance": weights["diagnosis/variance"],
-            "weight_norm": weights["weights/l2_norm"], "zero_fraction": weights["weights/zero_fraction"],
+    curves = {tag: [e.value for e in events.Scalars(tag)] for tag in (CLEAN_ACC, VAL_ACC)}
+    val = curves[VAL_ACC]
+    return {"train_acc": weights[CLEAN_ACC], "best_val_acc": max(val), "test_acc": test[TEST_ACC],
+            "gap": weights[GAP], "bias": weights[BIAS], "variance": weights[VARIANCE],
+            "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
             "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
-            "val_acc_curve": val, "train_acc_curve": curves["train/acc_clean"]}
-
-
-# --- statistics ----------------------------------------------------------------------------------
-
-
-def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
-    """Mean, sample standard deviation and the half-width of the 95% t-interval of the mean."""
-    from scipy.stats import t
-
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = sum(values) / n
-    if n == 1:
-        return mean, 0.0, math.nan
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    return mean, std, float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-
-
-def summarize(results: list[dict], names: list[str]) -> list[dict]:
-    """One row per experiment: mean, sample std and 95% CI over its successful seeds, and whether the
-    CI on test accuracy or gap excludes the baseline's mean."""
-    rows = []
-    for name in names:
-        runs = [r for r in results if r["experiment"] == name]
-        ok = [r for r in runs if r["status"] == "ok"]
-        row: dict = {"experiment": name, "runs_ok": len(ok), "runs_failed": len(runs) - len(ok),
-                     "failure": "; ".join(sorted({r["reason"] for r in runs if r["status"] != "ok"}))}
-        for metric in METRICS:
-            row[f"{metric}_mean"], row[f"{metric}_std"], row[f"{metric}_ci95"] = mean_std_ci(
-                [float(r[metric]) for r in ok])
-        rows.append(row)
-    baseline = next((r for r in rows if r["experiment"] == "baseline" and r["runs_ok"]), None)
-    for row in rows:
-        for metric in MARKED:
-            row[f"{metric}_differs"] = bool(
-                baseline is not None and row is not baseline and row["runs_ok"] > 1
-                and abs(row[f"{metric}_mean"] - baseline[f"{metric}_mean"]) > row[f"{metric}_ci95"])
-    return rows
-
-
-def write_tables(rows: list[dict], out_dir: Path, seeds: list[int], vary: str) -> None:
-    columns = list(rows[0])
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
-    header = ["experiment", *METRICS.values(), "runs"]
-    lines = [f"Mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))}; "
-             f"vary {vary}); * : the 95% interval excludes the baseline's mean.", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        if not row["runs_ok"]:
-            lines.append(f"| {row['experiment']} | failed: {row['failure']} |" + " |" * (len(header) - 2))
-            continue
-        cells = []
-        for metric in METRICS:
-            mean, ci = row[f"{metric}_mean"], row[f"{metric}_ci95"]
-            digits = 1 if metric in ("epochs_to_best", "wall_s", "weight_norm") else 3
-            sign = "+" if metric in ("gap", "variance", "bias") else ""
-            text = f"{mean:{sign}.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
-            cells.append(text + (" *" if row.get(f"{metric}_differs") else ""))
-        runs = f"{row['runs_ok']}" + (f" ({row['runs_failed']} failed: {row['failure']})" if row["runs_failed"] else "")
-        lines.append("| " + " | ".join([row["experiment"], *cells, runs]) + " |")
-    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
-
-
-def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str) -> None:
-    """report.png: clean-train and validation curves per experiment (mean and band over seeds),
-    gap and test error with 95% CI whiskers, and the weights' L2 norm and zero fraction."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    shown = [r for r in rows if r["runs_ok"]]
-    if not shown:
-        return
-    columns = min(5, len(shown))
-    curve_rows = math.ceil(len(shown) / columns)
-    fig = plt.figure(figsize=(4 * columns, 3.2 * curve_rows + 4.2), dpi=100)
-    grid = fig.add_gridspec(curve_rows + 1, 3 * columns, height_ratios=[1] * curve_rows + [1.3])
-    lows = []
-    curves_by_experiment = {}
-    for row in shown:
-        runs = [r for r in results if r["experiment"] == row["experiment"] and r["status"] == "ok"]
-        length = min(len(r["val_acc_curve"]) for r in runs)
-        curves = {key: np.array([r[key][:length] for r in runs]) for key in ("train_acc_curve", "val_acc_curve")}
-        curves_by_experiment[row["experiment"]] = curves
-        lows.append(curves["val_acc_curve"].mean(axis=0)[min(length - 1, max(1, length // 5)):].min())
-    low = max(0.0, min(lows) - 0.03)
-    for i, row in enumerate(shown):
-        ax = fig.add_subplot(grid[i // columns, 3 * (i % columns): 3 * (i % columns) + 3])
-        for key, color, label in (("train_acc_curve", "tab:blue", "train (clean)"), ("val_acc_curve", "tab:orange", "val")):
-            values = curves_by_experiment[row["experiment"]][key]
-            epochs = np.arange(1, values.shape[1] + 1)
-            mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else 0 * values[0]
-            ax.plot(epochs, mean, color=color, label=label, linewidth=1.6)
-            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
-        ax.set_ylim(low, 1.005)
-        ax.set_title(f"{row['experiment']}  (n={row['runs_ok']})", fontsize=10)
-        ax.grid(alpha=0.3)
-        if i == 0:
-            ax.legend(fontsize=8, loc="lower right")
-            ax.set_ylabel("accuracy (mean ± 1 std)")
-        if i // columns == curve_rows - 1:
-            ax.set_xlabel("epoch")
-    names = [r["experiment"] for r in shown]
-    x = np.arange(len(shown))
-    panels = [("gap_mean", "gap_ci95", "gap: clean train acc - val acc", None),
-              ("test_acc_mean", "test_acc_ci95", "test error: 1 - test acc", lambda v: 1 - v),
-              ("weight_norm_mean", "weight_norm_ci95", "weight L2 norm (bars); zero fraction (dots)", None)]
-    width = columns
-    for j, (mean_key, ci_key, label, transform) in enumerate(panels):
-        ax = fig.add_subplot(grid[curve_rows, j * width: (j + 1) * width])
-        means = np.array([r[mean_key] for r in shown])
-        means = transform(means) if transform else means
-        cis = np.nan_to_num(np.array([r[ci_key] for r in shown]))
-        colors = ["tab:gray" if n == "baseline" else "tab:blue" for n in names]
-        ax.bar(x, means, yerr=cis, color=colors, capsize=3)
-        base = shown[names.index("baseline")] if "baseline" in names else None
-        if base is not None:
-            ax.axhline(transform(base[mean_key]) if transform else base[mean_key], color="black", linestyle="--",
-                       linewidth=1, label="baseline mean")
-            ax.legend(fontsize=8)
-        if mean_key == "weight_norm_mean":
-            twin = ax.twinx()
-            twin.plot(x, [r["zero_fraction_mean"] for r in shown], "o", color="tab:red")
-            twin.set_ylabel("fraction of weights exactly 0", color="tab:red")
-            twin.set_ylim(0, max(0.05, 1.1 * max(r["zero_fraction_mean"] for r in shown)))
-        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
-        ax.set_title(label + "  (95% CI)", fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out_dir / "report.png")
-    plt.close(fig)
+            "val_acc_curve": val, "train_acc_curve": curves[CLEAN_ACC]}
 
 
 # --- the study -----------------------------------------------------------------------------------
@@ -335,8 +197,7 @@ def _worker_init(threads: int) -> None:
     torch.set_num_threads(threads)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
-    for logger in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(logger).setLevel(logging.WARNING)
+    quiet_lightning(logging.WARNING)
 
 
 def default_jobs() -> int:
@@ -356,18 +217,36 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
     if trainer_config:
         extra = ["--config", trainer_config, *extra]
         jobs = 1  # its runs are processes of their own, possibly several each
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, e.g. 0,1,2,3,4")
-    if vary not in VARY:
-        raise ValueError(f"vary={vary!r} is not known; choose one of {list(VARY)}")
-    if jobs < 1:
-        raise ValueError(f"jobs={jobs} must be >= 1")
-    for logger in ("lightning.pytorch", "lightning.fabric"):  # each run's own output goes to its stdout.txt
-        logging.getLogger(logger).setLevel(logging.WARNING)
+    check_study(experiments, seeds, name, output, vary, jobs)
+    unknown = sorted(set(experiments) - set(available_experiments()))
+    if unknown:
+        fail("--experiments", unknown[0], ", ".join(available_experiments()),
+             "is not an experiment of configs/experiment/")
+    quiet_lightning(logging.WARNING)  # each run's own output goes to its stdout.txt
+    # Every run ticks what the study varies in TensorBoard's hparams tab.
+    extra.append(f"--hparams.varied=[{', '.join(varied_settings(experiments, vary))}]")
     keys, datasets = check_configs(experiments, extra, vary)
-    with study_varies(varied_settings(experiments, vary)):
-        return _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets,
-                        isolated=trainer_config is not None)
+    return _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets,
+                    isolated=trainer_config is not None)
+
+
+def check_study(experiments: list[str], seeds: list[int], name: str, output: str, vary: str, jobs: int) -> None:
+    """The study's own settings, before any folder is made or any run starts."""
+    if not experiments:
+        fail("--experiments", ",".join(experiments), "comma-separated names from configs/experiment/, e.g. "
+             "baseline,dropout")
+    if not seeds:
+        fail("--seeds", "", "comma-separated seeds, e.g. 0,1,2,3,4")
+    for seed in seeds:
+        if not (is_integer(seed) and 0 <= seed <= MAX_SEED):
+            fail("--seeds", seed, f"integers in [0, {MAX_SEED}]")
+    if len(set(seeds)) < len(seeds):
+        fail("--seeds", ",".join(map(str, seeds)), "each seed once", "repeats a seed")
+    choice(dict.fromkeys(VARY), "--vary", vary)
+    if not (is_integer(jobs) and jobs >= 1):
+        fail("--jobs", jobs, "an integer >= 1")
+    check_folder_name("--name", name)
+    check_output("--output", Path(output))
 
 
 def varied_settings(experiments: list[str], vary: str) -> list[str]:
@@ -457,7 +336,7 @@ def _run_parallel(todo, jobs, vary, runs_dir, extra, keys, report) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m project.compare", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m project.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", default=",".join(TECHNIQUES),
                         help=f"comma-separated names from configs/experiment/ (default: {','.join(TECHNIQUES)})")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: 0,1,2,3,4)")
@@ -474,17 +353,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
-        parser.error(f"--seeds={args.seeds!r} must be comma-separated integers, e.g. 0,1,2")
+        stop(SettingError("--seeds", args.seeds, "comma-separated integers, e.g. 0,1,2"))
     experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
     try:
         rows, results = compare(experiments, seeds, args.name, args.dataset, args.trainer_config, args.output,
                                 args.extra, args.vary, args.jobs)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except SettingError as err:
+        stop(err)
+    except OSError as err:  # a disk that fills, a folder that became unwritable mid-study
+        stop(SettingError("--output", args.output, "a folder with free space this user can write",
+                          f"failed: {err.strerror or err}"), code=1)
     except StudyInterrupted as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(128 + (_stop_signal or signal.SIGINT))
+        stop(err, code=128 + (_stop_signal or signal.SIGINT))
     failed = [r for r in results if r["status"] != "ok"]
     if failed:
         print(f"error: {len(failed)} of {len(results)} runs failed (see the table); the rest are in the results",

@@ -16,15 +16,13 @@ import argparse
 import contextlib
 import csv
 import io
-import math
-import sys
 from pathlib import Path
 
-from project.cli import ProjectCLI, _stop
+from project.errors import ArgumentParser, SettingError, fail, is_finite_number, stop
 
 
 def parse(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(prog="project lr-find", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="project lr-find", description=__doc__.split("\n\n")[0],
                                      epilog="Every other flag is a `project fit` flag.")
     parser.add_argument("--min_lr", type=float, default=1e-6, help="the rate the test starts from")
     parser.add_argument("--max_lr", type=float, default=1.0, help="the rate the test ends at")
@@ -32,10 +30,12 @@ def parse(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--mode", choices=("exponential", "linear"), default="exponential",
                         help="how the rate grows from step to step")
     own, rest = parser.parse_known_args(args)
-    if not (math.isfinite(own.min_lr) and math.isfinite(own.max_lr) and 0 < own.min_lr < own.max_lr):
-        _stop(f"--min_lr={own.min_lr} --max_lr={own.max_lr}; allowed: 0 < min_lr < max_lr, finite")
+    if not (is_finite_number(own.min_lr) and own.min_lr > 0):
+        fail("--min_lr", own.min_lr, "a finite number > 0")
+    if not (is_finite_number(own.max_lr) and own.max_lr > own.min_lr):
+        fail("--max_lr", own.max_lr, f"a finite number > min_lr ({own.min_lr:g})")
     if own.num_training < 2:
-        _stop(f"--num_training={own.num_training}; allowed: an integer >= 2")
+        fail("--num_training", own.num_training, "an integer >= 2")
     return own, rest
 
 
@@ -79,22 +79,19 @@ def plot(lrs: list[float], losses: list[float], suggestion: float | None, path: 
     plt.close(figure)
 
 
-def main(args: list[str] | None = None) -> Path:
+def run(trainer, model, datamodule, own: argparse.Namespace) -> Path:
+    """The range test on the built model, data module and trainer; writes the plot and the points."""
     from lightning.pytorch.tuner import Tuner
 
-    own, rest = parse(sys.argv[1:] if args is None else args)
-    sys.argv = sys.argv[:1]  # the flags are passed as args; Lightning warns when it sees both
-    cli = ProjectCLI(args=[*rest, "--trainer.enable_model_summary=false"], run=False)
-    logger = cli.trainer.logger
+    logger = trainer.logger
     if logger is None:
-        _stop("trainer.logger=false: lr-find writes its plot into a run folder; allowed: a logger")
+        stop(SettingError("trainer.logger", False, "a logger", "leaves lr-find no run folder for its plot"))
     logger._name = f"{logger.name}-lr_find"  # beside the fit runs, never one of them
     folder = Path(logger.log_dir)
     # The finder's own progress bar and restore notes; an error still surfaces as an exception.
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        result = Tuner(cli.trainer).lr_find(cli.model, datamodule=cli.datamodule, min_lr=own.min_lr,
-                                            max_lr=own.max_lr, num_training=own.num_training, mode=own.mode,
-                                            update_attr=False)
+        result = Tuner(trainer).lr_find(model, datamodule=datamodule, min_lr=own.min_lr, max_lr=own.max_lr,
+                                        num_training=own.num_training, mode=own.mode, update_attr=False)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "lr_find.csv", "w", newline="") as f:
         writer = csv.writer(f)
@@ -110,6 +107,3 @@ def main(args: list[str] | None = None) -> Path:
               f"{folder / 'lr_find.png'}\ntrain with it: project fit --model.optimizer.init_args.lr={suggestion:.3g}")
     return folder
 
-
-if __name__ == "__main__":
-    main()

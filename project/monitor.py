@@ -1,4 +1,6 @@
-"""What TensorBoard shows beyond scalars: histograms, gradient norms, pictures and the hparams tab.
+"""What TensorBoard shows beyond scalars: histograms, gradient norms, pictures and the step-wise rate.
+
+The hparams and custom scalars tabs are project/hparams.py's; the terminal is project/progress.py's.
 
 Every callback here writes through the run's TensorBoardLogger and does nothing without one, on
 rank 0 only. Costly pictures are drawn every ``every_n_epochs`` epochs, never per step.
@@ -6,29 +8,22 @@ rank 0 only. Costly pictures are drawn every ``every_n_epochs`` epochs, never pe
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import sys
-
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import TensorBoardLogger
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from project.augment import BatchAugment
+from project.data import CLEAN_TRAIN_LOADER
+from project.errors import fail
 
 MONITORED_LAYERS = (nn.Conv2d, nn.Linear)
-# Declared in the hparams tab; TensorBoard fills in their latest logged values.
-HPARAM_METRICS = ("val/acc_best", "val/acc", "val/loss", "train/acc_clean", "train/acc", "gap/acc",
-                  "diagnosis/bias", "diagnosis/variance", "weights/l2_norm", "weights/zero_fraction",
-                  "test/acc", "test/loss")
 
 
-def _tensorboard(trainer: Trainer):
+def tensorboard_writer(trainer: Trainer):
     """The SummaryWriter of the run's TensorBoardLogger, or None (no logger, or not rank 0)."""
     if not trainer.is_global_zero:
         return None
@@ -96,9 +91,10 @@ class Histograms(Callback):
             activations: histograms of each block's output on the fixed batch, tagged activations/<block>.
             num_samples: size of the fixed validation batch.
         """
-        if every_n_epochs < 0 or num_samples < 1:
-            raise ValueError(f"Histograms.every_n_epochs={every_n_epochs} must be >= 0 and "
-                             f"Histograms.num_samples={num_samples} >= 1")
+        if every_n_epochs < 0:
+            fail("Histograms.every_n_epochs", every_n_epochs, "an integer >= 0 (0: off)")
+        if num_samples < 1:
+            fail("Histograms.num_samples", num_samples, "an integer >= 1")
         self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
         self.weights, self.gradients, self.activations = weights, gradients, activations
         self._grads_due = False
@@ -108,7 +104,7 @@ class Histograms(Callback):
         self._grads_due = self.gradients and _on_interval(trainer, self.every_n_epochs)
 
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer) -> None:
-        writer = _tensorboard(trainer)
+        writer = tensorboard_writer(trainer)
         if not self._grads_due or writer is None:
             return
         self._grads_due = False
@@ -127,7 +123,7 @@ class Histograms(Callback):
             self._draw(trainer, pl_module)
 
     def _draw(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        writer = _tensorboard(trainer)
+        writer = tensorboard_writer(trainer)
         if writer is None:
             return
         step = self._drawn_step = trainer.global_step
@@ -196,15 +192,15 @@ class Pictures(Callback):
                 the test one is always drawn).
             max_misclassified: how many misclassified test images to show (0: none).
         """
-        if every_n_epochs < 0 or max_misclassified < 0:
-            raise ValueError(f"Pictures.every_n_epochs={every_n_epochs} and Pictures.max_misclassified="
-                             f"{max_misclassified} must be >= 0")
+        for name, value in (("every_n_epochs", every_n_epochs), ("max_misclassified", max_misclassified)):
+            if value < 0:
+                fail(f"Pictures.{name}", value, "an integer >= 0")
         self.every_n_epochs, self.max_misclassified = every_n_epochs, max_misclassified
         self.confusion: MulticlassConfusionMatrix | None = None
         self._wrong: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        writer, dm = _tensorboard(trainer), trainer.datamodule
+        writer, dm = tensorboard_writer(trainer), trainer.datamodule
         if writer is None or dm is None or not dm.augmentation:
             return
         from torchvision.utils import make_grid
@@ -219,7 +215,7 @@ class Pictures(Callback):
         writer.add_image("data/augmented", grid, trainer.global_step)  # the top row: the originals
 
     def _due(self, trainer: Trainer, stage: str) -> bool:
-        return _tensorboard(trainer) is not None and (
+        return tensorboard_writer(trainer) is not None and (
             stage == "test" or (not trainer.sanity_checking and _on_interval(trainer, self.every_n_epochs)))
 
     def _start(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -246,7 +242,7 @@ class Pictures(Callback):
     def _end(self, trainer: Trainer, stage: str) -> None:
         if self.confusion is None:
             return
-        writer, names = _tensorboard(trainer), trainer.datamodule.class_names
+        writer, names = tensorboard_writer(trainer), trainer.datamodule.class_names
         writer.add_image(f"{stage}/confusion_matrix", confusion_image(self.confusion.compute().cpu(), names),
                          trainer.global_step)
         if stage == "test" and self._wrong and sum(len(w[0]) for w in self._wrong):
@@ -259,7 +255,7 @@ class Pictures(Callback):
         self._start(trainer, pl_module, "val")
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if dataloader_idx == 0:  # loader 1 is the clean training subset
+        if dataloader_idx != CLEAN_TRAIN_LOADER:
             self._batch(outputs, batch, "val")
 
     def on_validation_epoch_end(self, trainer, pl_module):
@@ -332,278 +328,6 @@ def misclassified_image(images: torch.Tensor, predicted: torch.Tensor, true: tor
         draw.text((x, y + tile + 2), f"pred {names[p]}"[:12], fill="red", font=font)
         draw.text((x, y + tile + 14), f"true {names[t]}"[:12], fill="black", font=font)
     return torch.from_numpy(np.asarray(canvas).copy()).permute(2, 0, 1)
-
-
-# The metrics the hparams tab lists first (TensorBoard ticks the first few).
-HPARAM_METRICS = ("test/acc", "val/acc_best", "gap/acc", "test/loss", "val/acc", "val/loss", "train/acc_clean",
-                  "train/acc", "diagnosis/bias", "diagnosis/variance", "weights/l2_norm", "weights/zero_fraction")
-# A study (make compare, make search) names the settings it varies here, comma-separated, as hparams
-# keys (model/net/dropout) or config keys (model.net.init_args.dropout); they are listed first.
-STUDY_SETTINGS_ENV = "PROJECT_STUDY_SETTINGS"
-RUN_KEY = "Run"  # the run's short name in the hparams tab
-# The custom scalars tab: the curves that show overfitting on one chart each.
-CHART_LAYOUT = {
-    "Overfitting": {
-        "accuracy: clean train, running train, validation": ["Multiline", ["^train/acc_clean$", "^train/acc$",
-                                                                           "^val/acc$"]],
-        "loss: clean train, running train, validation": ["Multiline", ["^train/loss_clean$", "^train/loss$",
-                                                                       "^val/loss$"]],
-        "gap, bias, variance": ["Multiline", ["^gap/acc$", "^diagnosis/bias$", "^diagnosis/variance$"]],
-        "learning rate": ["Multiline", ["^lr-"]],
-    },
-}
-
-
-class HParams(Callback):
-    """Fills TensorBoard's hparams tab with the run's configuration and its final metrics, and
-    writes the custom scalars layout (train and validation on one chart).
-
-    The session is written once, at fit start, declaring the metric tags; TensorBoard then shows
-    each tag's latest value, so the table fills in as the run goes (test/acc after the test).
-    TensorBoard lists first the settings marked as differing, then the rest, each group by name,
-    and ticks the first few: marked are the run's short name (``Run``: the logger's name/version,
-    the same wherever TensorBoard is served from; capitalized, it sorts first) and either the
-    settings a study varies or, for a run of its own, the settings it changed from the defaults.
-    Set ``trainer.enable_autolog_hparams: false`` so Lightning does not write a second session.
-    """
-
-    def __init__(self, layout: bool = True):
-        """
-        Args:
-            layout: write the custom scalars layout (the Custom Scalars tab).
-        """
-        self.layout = layout
-        self.defaults: dict[str, object] = {}  # the default configuration's values, flattened (set by the CLI)
-
-    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        writer = _tensorboard(trainer)
-        if writer is None:
-            return
-        if self.layout:
-            writer.add_custom_scalars(CHART_LAYOUT)
-        params = {RUN_KEY: run_name(trainer), **run_configuration(trainer, pl_module)}
-        # In a study, what it varies; alone, what this run changed from the defaults.
-        varied = study_settings() or [k for k, v in params.items() if k in self.defaults and self.defaults[k] != v]
-        marked = {RUN_KEY, *varied}
-        for summary in hparams_summaries(params, HPARAM_METRICS, marked):
-            writer.file_writer.add_summary(summary)
-
-
-def run_name(trainer: Trainer) -> str:
-    """``dropout/seed_1``, ``trial_0003``, ``default/version_0``: short and distinct within a study."""
-    logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-    if logger is None:
-        return ""
-    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    return f"{logger.name}/{version}" if logger.name else version
-
-
-@contextlib.contextmanager
-def study_varies(keys: list[str]):
-    """Within it, every run (in this process or one it starts) lists these settings first in the hparams tab."""
-    before = os.environ.get(STUDY_SETTINGS_ENV)
-    os.environ[STUDY_SETTINGS_ENV] = ",".join(keys)
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(STUDY_SETTINGS_ENV, None)
-        else:
-            os.environ[STUDY_SETTINGS_ENV] = before
-
-
-def study_settings() -> list[str]:
-    keys = [k.strip() for k in os.environ.get(STUDY_SETTINGS_ENV, "").split(",") if k.strip()]
-    return [k.replace(".init_args.", ".").replace(".", "/") if "/" not in k else k for k in keys]
-
-
-def hparams_summaries(params: dict[str, object], metrics: tuple[str, ...], marked: set[str]) -> list:
-    """torch's ``hparams`` summaries, with the settings in ``marked`` flagged as differing (TensorBoard
-    lists those first) and the metrics in the given order."""
-    from tensorboard.plugins.hparams import plugin_data_pb2
-    from torch.utils.tensorboard.summary import hparams
-
-    experiment, start, end = hparams(params, {tag: 0.0 for tag in metrics})
-    data = plugin_data_pb2.HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
-    for info in data.experiment.hparam_infos:
-        info.differs = info.name in marked
-    ordered = sorted(data.experiment.hparam_infos, key=lambda info: (not info.differs, info.name))
-    data.experiment.ClearField("hparam_infos")
-    data.experiment.hparam_infos.extend(ordered)
-    experiment.value[0].metadata.plugin_data.content = data.SerializeToString()
-    return [experiment, start, end]
-
-
-def readable(value) -> object:
-    """An hparams value as a person reads it: true/false, [32, 64, 128], random_crop(padding=1)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(str(readable(v)) for v in value) + "]" if not any(
-            isinstance(v, dict) and "name" in v for v in value) else ", ".join(str(readable(v)) for v in value)
-    if isinstance(value, dict) and "name" in value:  # an augmentation step
-        settings = ", ".join(f"{k}={readable(v)}" for k, v in value.items() if k != "name")
-        return f"{value['name']}({settings})"
-    if isinstance(value, dict) and "class_path" in value:
-        return str(value["class_path"]).rsplit(".", 1)[-1]
-    return str(value)
-
-
-def run_configuration(trainer: Trainer, pl_module: LightningModule) -> dict[str, object]:
-    """The settings that tell runs apart, flattened to readable scalar values for the hparams tab."""
-    config: dict[str, object] = {"model": dict(pl_module.hparams)}
-    if trainer.datamodule is not None:
-        config["data"] = dict(trainer.datamodule.hparams)
-    for callback in trainer.callbacks:
-        if hasattr(callback, "l1") and hasattr(callback, "l2"):
-            config["penalty"] = {"l1": callback.l1, "l2": callback.l2}
-    config["trainer"] = {"precision": str(trainer.precision), "max_epochs": trainer.max_epochs,
-                         "accumulate_grad_batches": trainer.accumulate_grad_batches}
-    return flatten_settings(config)
-
-
-def flatten_settings(config: dict) -> dict[str, object]:
-    """``{"model": {"net": {"class_path": ..., "init_args": {"dropout": 0.1}}}}`` as
-    ``{"model/net": "ConvNet", "model/net/dropout": 0.1}``: readable scalars, keys without init_args."""
-    flat: dict[str, object] = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict) and not ("name" in value and prefix.endswith("augment")):
-            if "class_path" in value:
-                flat[prefix] = readable(value)
-            for key, inner in value.items():
-                if key == "class_path" or str(key).startswith("_"):
-                    continue
-                walk(prefix if key == "init_args" else f"{prefix}/{key}" if prefix else str(key), inner)
-        else:
-            flat[prefix] = readable(value)
-
-    walk("", config)
-    return flat
-
-
-# What both progress bars show of an epoch, in this order.
-PROGRESS_METRICS = ("train/loss", "train/acc", "train/acc_clean", "val/loss", "val/acc", "gap/acc")
-
-
-class QuietLightning(logging.Filter):
-    """Drops Lightning's advertisement and notes that say nothing about the run, and holds back
-    "`Trainer.fit` stopped: ..." so the progress bar prints it after the last epoch's line, not
-    before it (Lightning logs it before the bar has printed that epoch)."""
-
-    NOISE = ("💡 Tip:", "`weights_only` was not set")
-    held: str | None = None
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith("`Trainer.fit` stopped"):
-            QuietLightning.held = message
-            return False
-        return not message.startswith(self.NOISE) and ".lr_find_" not in message  # the finder's own checkpoint
-
-    @classmethod
-    def install(cls) -> None:
-        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
-            logger = logging.getLogger(name)
-            if not any(isinstance(f, cls) for f in logger.filters):
-                logger.addFilter(cls())
-
-    @classmethod
-    def forget(cls) -> None:
-        """At train start: a message held from an earlier run in this process is not this run's."""
-        cls.held = None
-
-    @classmethod
-    def stop_message(cls, trainer: Trainer) -> str | None:
-        """Why fit stopped, from the trainer's state (the logged line may be filtered by a log
-        level): early stopping's reason, max_steps or max_epochs reached, or Lightning's held line."""
-        message, cls.held = cls.held, None
-        stopper = trainer.early_stopping_callback
-        if stopper is not None and stopper.stopped_epoch:
-            return (f"`Trainer.fit` stopped: early stopping, {stopper.monitor} did not improve for "
-                    f"{stopper.patience} epochs (after epoch {stopper.stopped_epoch + 1})")
-        if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
-            return f"`Trainer.fit` stopped: `max_steps={trainer.max_steps}` reached."
-        if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
-            return f"`Trainer.fit` stopped: `max_epochs={trainer.max_epochs}` reached."
-        return message
-
-
-def epoch_metrics(trainer: Trainer) -> str:
-    metrics = trainer.callback_metrics
-    return "  ".join(f"{k} {float(metrics[k]):.4f}" for k in PROGRESS_METRICS if k in metrics)
-
-
-class PlainProgressBar(ProgressBar):
-    """One line per epoch, for logs that are not a terminal (CI, files, SLURM output)."""
-
-    def __init__(self):
-        super().__init__()
-        self._enabled = True
-        self._pending: int | None = None  # an epoch that ended in this process, its line not printed yet
-
-    def disable(self) -> None:
-        self._enabled = False
-
-    def enable(self) -> None:
-        self._enabled = True
-
-    # Lightning computes the epoch's train metrics and the module's gap/acc after the callbacks'
-    # on_train_epoch_end, so epoch k's line is printed when epoch k + 1 starts, or training ends.
-    # A resumed run prints only the epochs it trains itself.
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        QuietLightning.forget()
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._pending = trainer.current_epoch + 1
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._flush(trainer)
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._flush(trainer)
-        message = QuietLightning.stop_message(trainer)
-        if message and self._enabled and trainer.is_global_zero:
-            print(message, flush=True)
-
-    def _flush(self, trainer: Trainer) -> None:
-        if self._pending is not None:
-            self._print(trainer, self._pending)
-            self._pending = None
-
-    def _print(self, trainer: Trainer, epochs_done: int) -> None:
-        if not self._enabled or not trainer.is_global_zero:
-            return
-        print(f"epoch {epochs_done}/{trainer.max_epochs}  {epoch_metrics(trainer)}", file=sys.stdout, flush=True)
-
-
-class EpochRichProgressBar(RichProgressBar):
-    """Lightning's rich bar, counting epochs from 1 like the plain lines, showing the same metrics
-    and printing why fit stopped on a line of its own after the bar."""
-
-    def _get_train_description(self, current_epoch: int) -> str:
-        description = f"Epoch {current_epoch + 1}"
-        if self.trainer.max_epochs is not None and self.trainer.max_epochs > 0:
-            description += f"/{self.trainer.max_epochs}"
-        return f"{description:{len(self.validation_description)}}"
-
-    def get_metrics(self, trainer: Trainer, pl_module: LightningModule) -> dict:
-        metrics = trainer.callback_metrics
-        return {k: float(metrics[k]) for k in PROGRESS_METRICS if k in metrics}
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().on_train_start(trainer, pl_module)
-        QuietLightning.forget()
-
-    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._stop_progress()
-        message = QuietLightning.stop_message(trainer)
-        if message and trainer.is_global_zero:
-            print(message, flush=True)
 
 
 class StepLearningRate(LearningRateMonitor):

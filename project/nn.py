@@ -7,19 +7,12 @@ choice is one line in it.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
-from project.checks import is_finite_number
-
-
-def _choice(registry: dict, setting: str, name: str):
-    if name not in registry:
-        raise ValueError(f"{setting}={name!r} is not known; choose one of {sorted(registry)}")
-    return registry[name]
-
+from project.errors import choice, fail, is_finite_number
 
 # --- normalization -------------------------------------------------------------------------------
 
@@ -35,20 +28,15 @@ def _layer(num_features: int, dim: int, groups: int) -> nn.Module:
 
 def _instance(num_features: int, dim: int, groups: int) -> nn.Module:
     if dim == 1:
-        raise ValueError(
-            "norm='instance' normalizes each channel of one sample over its pixels, so it needs "
-            "feature maps; flat features (MLP, classifier head) have one value per channel; "
-            "allowed there: 'layer', 'batch', 'group' or 'none'"
-        )
+        fail("norm", "instance", "layer, batch, group or none with an MLP", "normalizes each channel of one "
+             "sample over its pixels, so it needs feature maps; flat features have one value per channel")
     return nn.InstanceNorm2d(num_features, affine=True)
 
 
 def _group(num_features: int, dim: int, groups: int) -> nn.Module:
     if groups < 1 or num_features % groups:
-        raise ValueError(
-            f"norm_groups={groups} must be a positive divisor of every normalized width "
-            f"(got a layer with {num_features} features)"
-        )
+        fail("norm_groups", groups, "a positive divisor of every normalized width",
+             f"does not divide a layer of {num_features} features")
     if dim == 1:
         # Group norm on flat features: per-sample statistics over each group of features.
         return _FlatGroupNorm(groups, num_features)
@@ -78,8 +66,8 @@ NORMS: dict[str, Callable[[int, int, int], nn.Module]] = {
 def make_norm(name: str, num_features: int, dim: int = 2, groups: int = 8) -> nn.Module:
     """A normalization layer for feature maps (``dim=2``) or flat features (``dim=1``)."""
     if dim not in (1, 2):
-        raise ValueError(f"dim={dim} is not supported; use 2 for feature maps or 1 for flat features")
-    return _choice(NORMS, "norm", name)(num_features, dim, groups)
+        fail("dim", dim, "2 for feature maps or 1 for flat features")
+    return choice(NORMS, "norm", name)(num_features, dim, groups)
 
 
 # --- activation ----------------------------------------------------------------------------------
@@ -100,7 +88,7 @@ _GAIN_NAMES = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "relu", "gelu"
 
 
 def make_activation(name: str) -> nn.Module:
-    return _choice(ACTIVATIONS, "activation", name)()
+    return choice(ACTIVATIONS, "activation", name)()
 
 
 # --- initialization ------------------------------------------------------------------------------
@@ -170,10 +158,11 @@ def init_weights(module: nn.Module, scheme: str = "kaiming_normal", *, activatio
     ``a`` (the leaky_relu slope for Kaiming), ``gain`` (orthogonal, or to override Xavier's gain).
     ``output`` is the layer that makes the logits: Xavier and Kaiming give it gain 1.
     """
-    fill = _choice(INITS, "init", scheme)
+    fill = choice(INITS, "init", scheme)
     unknown = set(kw) - INIT_SETTINGS
     if unknown:
-        raise ValueError(f"init_kwargs has unknown keys {sorted(unknown)}; allowed: {sorted(INIT_SETTINGS)}")
+        fail(f"init_kwargs.{sorted(unknown)[0]}", kw[sorted(unknown)[0]], ", ".join(sorted(INIT_SETTINGS)),
+             "is not a setting")
     _check_init_settings(kw)
     if scheme == "default":
         return module
@@ -199,10 +188,9 @@ def _check_init_settings(kw: dict) -> None:
     for key, value in kw.items():
         allowed, test = _INIT_RANGES[key]
         if not is_finite_number(value) or not test(value):
-            raise ValueError(f"init_kwargs.{key}={value}; allowed: {allowed}")
+            fail(f"init_kwargs.{key}", value, allowed)
     if kw.get("low", -0.05) >= kw.get("high", 0.05):
-        raise ValueError(f"init_kwargs.low={kw.get('low', -0.05)} and init_kwargs.high={kw.get('high', 0.05)}; "
-                         "allowed: low < high")
+        fail("init_kwargs.low", kw.get("low", -0.05), f"a number < init_kwargs.high ({kw.get('high', 0.05)})")
 
 
 # --- networks ------------------------------------------------------------------------------------
@@ -211,19 +199,19 @@ def _check_init_settings(kw: dict) -> None:
 def _check_common(widths: Sequence[int], setting: str, dropout: float, norm: str, activation: str,
                   init: str) -> None:
     if not widths or any(int(w) <= 0 for w in widths):
-        raise ValueError(f"{setting}={list(widths)} must be a non-empty list of positive integers")
+        fail(setting, list(widths), "a non-empty list of positive integers")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout={dropout} must be in [0, 1)")
-    _choice(NORMS, "norm", norm)
-    _choice(ACTIVATIONS, "activation", activation)
-    _choice(INITS, "init", init)
+        fail("dropout", dropout, "a number in [0, 1)")
+    choice(NORMS, "norm", norm)
+    choice(ACTIVATIONS, "activation", activation)
+    choice(INITS, "init", init)
 
 
 def _check_input(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
     if len(input_shape) != 3 or any(int(s) <= 0 for s in input_shape):
-        raise ValueError(f"input_shape={tuple(input_shape)} must be (channels, height, width)")
+        fail("input_shape", tuple(input_shape), "three positive sizes (channels, height, width)")
     if num_classes < 2:
-        raise ValueError(f"num_classes={num_classes} must be at least 2")
+        fail("num_classes", num_classes, "an integer >= 2")
     return tuple(int(s) for s in input_shape)  # type: ignore[return-value]
 
 
@@ -277,9 +265,9 @@ class ConvNet(Network):
         channels, height, width = _check_input(input_shape, num_classes)
         _check_common(widths, "widths", dropout, norm, activation, init)
         if not 0.0 <= conv_dropout < 1.0:
-            raise ValueError(f"conv_dropout={conv_dropout} must be in [0, 1)")
+            fail("conv_dropout", conv_dropout, "a number in [0, 1)")
         if hidden < 0:
-            raise ValueError(f"hidden={hidden} must be >= 0 (0 means no hidden layer)")
+            fail("hidden", hidden, "an integer >= 0 (0: no hidden layer)")
         blocks: list[nn.Module] = []
         size = min(height, width)
         for out in widths:

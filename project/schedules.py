@@ -1,4 +1,7 @@
-"""Learning-rate schedules that follow the run, and named schedule functions for LambdaLR/MultiplicativeLR.
+"""Everything a learning-rate schedule needs: its length from the run, how it steps, warm-up, its rules.
+
+Which schedulers step per batch (``STEP_WISE``) and which cannot take a warm-up (``NOT_CHAINABLE``)
+is known here and nowhere else; the model asks this module for its Lightning scheduler configs.
 
 A schedule's length (CosineAnnealingLR's ``T_max``, OneCycleLR's ``total_steps`` ...) left out of
 the config is the run's own length, taken from the trainer when the optimizer is built: with
@@ -16,9 +19,15 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
+from collections.abc import Callable
 from typing import Optional
 
+import torch
+from torch import nn
 from torch.optim import lr_scheduler
+
+from project.errors import SettingError, fail, is_finite_number
 
 # Each scheduler's length argument and the unit it counts in, filled in from the trainer when None.
 RUN_LENGTH = {
@@ -26,6 +35,9 @@ RUN_LENGTH = {
     lr_scheduler.PolynomialLR: "total_iters",
     lr_scheduler.LinearLR: "total_iters",
 }
+
+# Schedulers whose period is counted in optimizer steps, not epochs: they step every batch.
+STEP_WISE = (lr_scheduler.OneCycleLR, lr_scheduler.CyclicLR)
 
 # Schedulers that set the rate from the base rate (closed form) instead of scaling the current one:
 # a warm-up multiplied onto them would compound with their own formula and overshoot.
@@ -65,8 +77,8 @@ def fill_run_length(scheduler, epochs: int) -> bool:
 
 
 def _check(name: str, value: float, ok: bool, allowed: str) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
-        raise ValueError(f"{name}={value} must be {allowed}")
+    if not (is_finite_number(value) and ok):
+        fail(name, value, allowed)
 
 
 class ExponentialDecay:
@@ -77,7 +89,7 @@ class ExponentialDecay:
         Args:
             factor: the rate's multiplier per epoch, in (0, 1].
         """
-        _check("ExponentialDecay.factor", factor, 0 < factor <= 1, "in (0, 1]")
+        _check("ExponentialDecay.factor", factor, 0 < factor <= 1, "a number in (0, 1]")
         self.factor = float(factor)
 
     def __call__(self, epoch: int) -> float:
@@ -92,7 +104,7 @@ class ConstantFactor:
         Args:
             factor: the multiplier applied each epoch, in (0, 1].
         """
-        _check("ConstantFactor.factor", factor, 0 < factor <= 1, "in (0, 1]")
+        _check("ConstantFactor.factor", factor, 0 < factor <= 1, "a number in (0, 1]")
         self.factor = float(factor)
 
     def __call__(self, epoch: int) -> float:
@@ -102,7 +114,7 @@ class ConstantFactor:
 class LinearDecay:
     """From 1 down to ``end`` in a straight line over ``total`` epochs, then ``end``."""
 
-    def __init__(self, total: Optional[int] = None, end: float = 0.0):
+    def __init__(self, total: int | None = None, end: float = 0.0):
         """
         Args:
             total: epochs of the decay; null: the run's max_epochs.
@@ -110,14 +122,14 @@ class LinearDecay:
         """
         if total is not None:
             _check("LinearDecay.total", total, total >= 1, "a positive number of epochs or null (the run's length)")
-        _check("LinearDecay.end", end, 0 <= end <= 1, "in [0, 1]")
+        _check("LinearDecay.end", end, 0 <= end <= 1, "a number in [0, 1]")
         self.total, self.end = total, float(end)
 
     def __call__(self, epoch: int) -> float:
         if epoch == 0:  # LambdaLR asks once at construction, before the model sets the run's length
             return 1.0
         if self.total is None:
-            raise ValueError("LinearDecay.total is null and no trainer filled in the run's length")
+            fail("LinearDecay.total", None, "a number of epochs, or a trainer that fills in the run's length")
         return 1.0 - (1.0 - self.end) * min(epoch, self.total) / self.total
 
 
@@ -130,9 +142,106 @@ class StepDecay:
             step_size: epochs between drops, >= 1.
             gamma: the multiplier at each drop, in (0, 1].
         """
-        _check("StepDecay.step_size", step_size, step_size >= 1, ">= 1")
-        _check("StepDecay.gamma", gamma, 0 < gamma <= 1, "in (0, 1]")
+        _check("StepDecay.step_size", step_size, step_size >= 1, "an integer >= 1")
+        _check("StepDecay.gamma", gamma, 0 < gamma <= 1, "a number in (0, 1]")
         self.step_size, self.gamma = int(step_size), float(gamma)
 
     def __call__(self, epoch: int) -> float:
         return self.gamma ** (epoch // self.step_size)
+
+
+# --- the schedule of a run -------------------------------------------------------------------------
+
+SchedulerFactory = Callable[..., object]
+
+
+def make_scheduler(factory: SchedulerFactory, optimizer, epochs: int, steps: int):
+    """The configured scheduler, its left-out length set to the run's; and whether one was left out."""
+    try:
+        scheduler = factory(optimizer)
+        missing = False
+    except ValueError as err:
+        # OneCycleLR needs the run's length when the config does not give it.
+        if "total_steps" not in str(err):
+            raise
+        scheduler, missing = factory(optimizer, total_steps=steps), True
+    return scheduler, fill_run_length(scheduler, epochs) or missing
+
+
+def check_scheduler(factory: SchedulerFactory, optimizer, warmup_steps: int) -> bool:
+    """Builds the scheduler once (any length will do) so a bad setting fails at construction; a
+    warm-up with a scheduler that sets the rate itself is refused. True if it needs the run's length."""
+    try:
+        scheduler, needs_length = make_scheduler(factory, optimizer, epochs=100, steps=100)
+    except SettingError as err:
+        raise err.within("model.scheduler") from None
+    except (ValueError, TypeError) as err:
+        fail("model.scheduler", _name(factory), "settings torch accepts", f"fails ({' '.join(str(err).split())})")
+    if warmup_steps and isinstance(scheduler, NOT_CHAINABLE):
+        own = {lr_scheduler.OneCycleLR: " and has its own warm-up (pct_start)",
+               lr_scheduler.CyclicLR: " and has its own warm-up (base_lr)"}
+        fail("model.warmup_steps", warmup_steps, "0 with it, or a warm-up with StepLR, MultiStepLR, ExponentialLR, "
+             "MultiplicativeLR, CosineAnnealingLR, PolynomialLR, LinearLR or ReduceLROnPlateau",
+             f"cannot be combined with {type(scheduler).__name__}, which sets the rate from the base rate"
+             f"{own.get(type(scheduler), '')}: a warm-up multiplied onto it would overshoot")
+    return needs_length
+
+
+def _name(factory) -> str:
+    fn = getattr(factory, "func", factory)
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def run_length(trainer, batches: int) -> tuple[float, float]:
+    """The run's length in epochs and optimizer steps (inf: no limit), as Lightning will count them,
+    from ``batches`` training batches an epoch; known before fit starts."""
+    per_epoch = max(1, math.ceil(batches / trainer.accumulate_grad_batches))
+    max_epochs = math.inf if trainer.max_epochs in (None, -1) else trainer.max_epochs
+    steps = min(max_epochs * per_epoch, math.inf if trainer.max_steps == -1 else trainer.max_steps)
+    return (math.ceil(steps / per_epoch) if math.isfinite(steps) else math.inf), steps
+
+
+def check_schedule(factory: SchedulerFactory, optimizer_factory, epochs: float, steps: float) -> None:
+    """Steps the schedule through the whole run on a stand-in parameter: a setting that crashes it or
+    gives a negative or non-finite rate at any step stops before training."""
+    optimizer = optimizer_factory([nn.Parameter(torch.zeros(1))])
+    scheduler, _ = make_scheduler(factory, optimizer, *(int(min(n, 10**6)) for n in (epochs, steps)))
+    if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):  # follows val/loss: nothing to simulate
+        return
+    name = type(scheduler).__name__
+    unit = "step" if isinstance(scheduler, STEP_WISE) else "epoch"
+    count = int(min(steps if unit == "step" else epochs, 100_000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+        for done in range(count + 1):
+            rates = [group["lr"] for group in optimizer.param_groups]
+            if not all(is_finite_number(r) and r >= 0 for r in rates):
+                fail("model.scheduler", name, f"settings that keep the rate finite and >= 0 through the run's "
+                     f"{count} {unit}s", f"sets the learning rate to {rates[0]} at {unit} {done} of this run")
+            if done == count:
+                break
+            try:
+                scheduler.step()
+            except (ValueError, ArithmeticError) as err:
+                fail("model.scheduler", name, "settings that last the whole run", f"fails at {unit} {done + 1} of "
+                     f"this run's {count} ({type(err).__name__}: {' '.join(str(err).split())})")
+
+
+def lightning_schedulers(factory: SchedulerFactory | None, optimizer, epochs: float, steps: float,
+                         warmup_steps: int, warmup_start_factor: float, monitor: str) -> list[dict]:
+    """Lightning's scheduler configs for this run: the schedule (per step or per epoch, ReduceLROnPlateau
+    watching ``monitor``), with a linear warm-up chained before it; one name, so the rate is one curve."""
+    name = f"lr-{type(optimizer).__name__}"  # as LearningRateMonitor names the rate without a scheduler
+    configs = []
+    if factory is not None:
+        # A run without a length (max_epochs=-1) only reaches here with a schedule that needs none.
+        scheduler, _ = make_scheduler(factory, optimizer, *(int(n) if math.isfinite(n) else 1 for n in (epochs, steps)))
+        config = {"scheduler": scheduler, "name": name, "interval": "step" if isinstance(scheduler, STEP_WISE) else "epoch"}
+        if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = monitor
+        configs.append(config)
+    if warmup_steps:
+        warmup = lr_scheduler.LinearLR(optimizer, warmup_start_factor, 1.0, warmup_steps)
+        # Chained schedulers multiply: the warm-up scales whatever the main schedule sets.
+        configs.insert(0, {"scheduler": warmup, "interval": "step", "name": name})
+    return configs

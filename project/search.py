@@ -13,33 +13,32 @@ rerunning the same command resumes it, and several machines pointing at one data
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import io
 import logging
-import math
 import os
 import socket
-import sys
 from pathlib import Path
 
 import optuna
 import yaml
 from lightning.pytorch import Callback
 
+from project.checks import check_folder_name, check_output
 from project.cli import CONFIG_DIR, ProjectCLI
-from project.monitor import study_varies
+from project.errors import ArgumentParser, SettingError, from_line, is_finite_number, stop
+from project.model import PER_VALIDATION
+from project.progress import quiet_lightning
 
 DEFAULT_SPACE = CONFIG_DIR / "search" / "default.yaml"
 # What the model logs once per validation: the names a study can optimize.
-METRICS = ("val/acc", "val/acc_best", "val/loss", "train/acc_clean", "train/loss_clean", "gap/acc",
-           "diagnosis/bias", "diagnosis/variance")
+METRICS = PER_VALIDATION
 PRUNERS = {"median": optuna.pruners.MedianPruner, "threshold": optuna.pruners.ThresholdPruner,
            "none": optuna.pruners.NopPruner}
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(SettingError):
     """A search space that cannot be searched; raised before any trial."""
 
 
@@ -48,13 +47,15 @@ def load_space(path: Path) -> dict:
     try:
         space = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise SearchSpaceError(f"search space {path}: cannot be read: {str(err).splitlines()[0]}") from None
+        raise SearchSpaceError("--space", path, "a readable YAML file",
+                               f"cannot be read ({' '.join(str(err).split())})") from None
     if not isinstance(space, dict) or not isinstance(space.get("params"), dict) or not space["params"]:
-        raise SearchSpaceError(f"search space {path}: needs a 'params:' mapping of setting -> distribution")
+        raise SearchSpaceError("--space", path, "a YAML mapping with params: {setting: distribution}",
+                               "has no params")
     unknown = set(space) - {"metric", "direction", "config", "flags", "params", "pruner", "seed"}
     if unknown:
-        raise SearchSpaceError(f"search space {path}: unknown keys {sorted(unknown)}; allowed: config, direction, "
-                               "flags, metric, params, pruner, seed")
+        raise SearchSpaceError(sorted(unknown)[0], space[sorted(unknown)[0]], "config, direction, flags, metric, "
+                               "params, pruner, seed", f"is not a key of a search space ({path})")
     space.setdefault("metric", "val/acc_best")
     space.setdefault("direction", "maximize")
     space.setdefault("config", [])
@@ -62,12 +63,13 @@ def load_space(path: Path) -> dict:
     space.setdefault("pruner", {"type": "median"})
     space.setdefault("seed", 0)
     if space["metric"] not in METRICS:
-        raise SearchSpaceError(f"metric={space['metric']!r} is not logged by the model; allowed: {list(METRICS)}")
+        raise SearchSpaceError("metric", space["metric"], ", ".join(METRICS), "is not a metric the model logs "
+                               "at each validation")
     if space["direction"] not in ("maximize", "minimize"):
-        raise SearchSpaceError(f"direction={space['direction']!r}; allowed: maximize, minimize")
+        raise SearchSpaceError("direction", space["direction"], "maximize, minimize")
     pruner = dict(space["pruner"])
     if pruner.get("type", "median") not in PRUNERS:
-        raise SearchSpaceError(f"pruner.type={pruner.get('type')!r}; allowed: {sorted(PRUNERS)}")
+        raise SearchSpaceError("pruner.type", pruner.get("type"), ", ".join(sorted(PRUNERS)), "is not known")
     for key, spec in space["params"].items():
         check_distribution(key, spec)
     return space
@@ -75,18 +77,20 @@ def load_space(path: Path) -> dict:
 
 def check_distribution(key: str, spec) -> None:
     if not isinstance(spec, dict) or spec.get("type") not in ("float", "int", "categorical"):
-        raise SearchSpaceError(f"params.{key}: {spec!r} needs type: float, int or categorical")
+        raise SearchSpaceError(f"params.{key}", spec, "{type: float, int or categorical, ...}",
+                               "has no known type")
     if spec["type"] == "categorical":
         if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-            raise SearchSpaceError(f"params.{key}: choices={spec.get('choices')!r} must be a non-empty list")
+            raise SearchSpaceError(f"params.{key}.choices", spec.get("choices"), "a non-empty list")
         return
     low, high = spec.get("low"), spec.get("high")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
-        raise SearchSpaceError(f"params.{key}: low={low!r} and high={high!r} must be finite numbers")
+    if not all(is_finite_number(v) for v in (low, high)):
+        raise SearchSpaceError(f"params.{key}.{'low' if not is_finite_number(low) else 'high'}",
+                               low if not is_finite_number(low) else high, "a finite number")
     if low > high:
-        raise SearchSpaceError(f"params.{key}: low={low} > high={high}")
+        raise SearchSpaceError(f"params.{key}.low", low, f"a number <= high ({high})")
     if spec.get("log") and low <= 0:
-        raise SearchSpaceError(f"params.{key}: log scale needs low > 0, got low={low}")
+        raise SearchSpaceError(f"params.{key}.low", low, "a number > 0 with log: true")
 
 
 def suggest(trial: optuna.Trial, params: dict) -> dict:
@@ -102,7 +106,9 @@ def suggest(trial: optuna.Trial, params: dict) -> dict:
 
 
 def base_args(space: dict, extra: list[str]) -> list[str]:
-    return [arg for f in space["config"] for arg in ("--config", str(f))] + list(space["flags"]) + list(extra)
+    # Every trial ticks the searched settings in TensorBoard's hparams tab.
+    return [arg for f in space["config"] for arg in ("--config", str(f))] + list(space["flags"]) + list(extra) + [
+        f"--hparams.varied=[{', '.join(sorted(space['params']))}]"]
 
 
 def as_flags(values: dict) -> list[str]:
@@ -116,7 +122,8 @@ def parse_quietly(args: list[str]) -> ProjectCLI:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
             return ProjectCLI(args=args, run=False)
     except SystemExit:
-        raise SearchSpaceError(stderr.getvalue().strip().splitlines()[-1].removeprefix("error: ")) from None
+        error = from_line(stderr.getvalue().strip().splitlines()[-1])
+        raise SearchSpaceError(error.setting, error.value, error.allowed) from None
 
 
 def check_keys(space: dict, extra: list[str]) -> None:
@@ -124,10 +131,7 @@ def check_keys(space: dict, extra: list[str]) -> None:
     or a value the setting refuses stops here, before any trial."""
     sample = {key: spec["choices"][0] if spec["type"] == "categorical" else spec["low"]
               for key, spec in space["params"].items()}
-    try:
-        parse_quietly(base_args(space, extra) + as_flags(sample))
-    except SearchSpaceError as err:
-        raise SearchSpaceError(f"search space: {err}") from None
+    parse_quietly(base_args(space, extra) + as_flags(sample))
 
 
 class ReportToTrial(Callback):
@@ -255,12 +259,11 @@ def search(space_path: Path, name: str, trials: int, timeout: float | None = Non
            output: str = "logs/search", extra: list[str] | None = None, echo=print) -> optuna.Study:
     extra = list(extra or [])
     if trials < 1:
-        raise SearchSpaceError(f"trials={trials} must be >= 1")
-    if timeout is not None and timeout <= 0:
-        raise SearchSpaceError(f"timeout={timeout} must be > 0 seconds")
+        raise SearchSpaceError("--trials", trials, "an integer >= 1")
+    if timeout is not None and not (is_finite_number(timeout) and timeout > 0):
+        raise SearchSpaceError("--timeout", timeout, "a finite number of seconds > 0")
     space = load_space(space_path)
-    for logger in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(logger).setLevel(logging.WARNING)
+    quiet_lightning(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_keys(space, extra)
     out_dir = Path(output) / name
@@ -285,16 +288,15 @@ def search(space_path: Path, name: str, trials: int, timeout: float | None = Non
         echo(f"trial {trial.number}: {value}  {' '.join(trial.user_attrs.get('flags', []))}  | {best}")
 
     if done < trials:
-        with study_varies(sorted(space["params"])):
-            study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
-                           callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
+        study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
+                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
     written = write_results(study, space, extra, out_dir)
     echo(f"written to {out_dir}/: {', '.join(p.name for p in written.values())}; tensorboard --logdir {out_dir / 'trials'}")
     return study
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m project.search", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m project.search", description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default=str(DEFAULT_SPACE), help="the search space YAML (default: %(default)s)")
     parser.add_argument("--name", default="default", help="the study's name and folder under --output")
     parser.add_argument("--trials", type=int, default=20, help="finished trials (complete or pruned) in the study")
@@ -305,10 +307,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("extra", nargs="*", help="more CLI flags for every trial, after --, e.g. -- --trainer.max_epochs=5")
     args = parser.parse_args(argv)
     try:
+        check_folder_name("--name", args.name)
+        check_output("--output", Path(args.output))
         search(Path(args.space), args.name, args.trials, args.timeout, args.storage, args.output, args.extra)
-    except SearchSpaceError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except SettingError as err:
+        stop(err)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,17 @@ def test_trainer_configs_parse(tmp_path, monkeypatch, capsys, name):
         main(["fit", "--config", str(path), "--print_config"])
     assert done.value.code == 0
     assert "strategy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("precision,accelerator,cuda,native,expected", [
+    ("bf16-mixed", "gpu", True, True, "bf16-mixed"),     # Ampere and newer
+    ("bf16-mixed", "gpu", True, False, "16-mixed"),      # V100, T4: bf16 only emulated
+    ("bf16-mixed", "auto", True, False, "16-mixed"),
+    ("bf16-mixed", "cpu", True, False, "bf16-mixed"),    # asked for the CPU: the GPU does not matter
+    ("bf16-mixed", "auto", False, False, "bf16-mixed"),  # no GPU at all
+    ("32-true", "gpu", True, False, "32-true"),
+])
+def test_the_precision_follows_the_gpus_native_bf16(precision, accelerator, cuda, native, expected):
+    from project.devices import precision_for
+
+    assert precision_for(precision, accelerator, cuda, native) == expected

@@ -3,8 +3,17 @@ import math
 import pytest
 import torch
 from torch import nn
-from torch.optim.lr_scheduler import (CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR,
-                                      MultiplicativeLR, OneCycleLR, PolynomialLR, ReduceLROnPlateau, StepLR)
+from torch.optim.lr_scheduler import (
+    CosineAnnealingLR,
+    CosineAnnealingWarmRestarts,
+    ExponentialLR,
+    LambdaLR,
+    MultiplicativeLR,
+    OneCycleLR,
+    PolynomialLR,
+    ReduceLROnPlateau,
+    StepLR,
+)
 
 from project.cli import main
 from project.data import ImageDataModule
@@ -123,12 +132,12 @@ def test_named_schedule_function_from_a_yaml_config(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("make,message", [
-    (lambda: ExponentialDecay(0), r"ExponentialDecay.factor=0 must be in \(0, 1\]"),
-    (lambda: ConstantFactor(1.5), r"ConstantFactor.factor=1.5 must be in \(0, 1\]"),
-    (lambda: LinearDecay(total=0), "LinearDecay.total=0 must be a positive number of epochs"),
-    (lambda: LinearDecay(end=2), r"LinearDecay.end=2 must be in \[0, 1\]"),
-    (lambda: StepDecay(step_size=0), "StepDecay.step_size=0 must be >= 1"),
-    (lambda: StepDecay(gamma=float("nan")), r"StepDecay.gamma=nan must be in \(0, 1\]"),
+    (lambda: ExponentialDecay(0), r"ExponentialDecay.factor=0; allowed: a number in \(0, 1\]"),
+    (lambda: ConstantFactor(1.5), r"ConstantFactor.factor=1.5; allowed: a number in \(0, 1\]"),
+    (lambda: LinearDecay(total=0), "LinearDecay.total=0; allowed: a positive number of epochs"),
+    (lambda: LinearDecay(end=2), r"LinearDecay.end=2; allowed: a number in \[0, 1\]"),
+    (lambda: StepDecay(step_size=0), "StepDecay.step_size=0; allowed: an integer >= 1"),
+    (lambda: StepDecay(gamma=float("nan")), r"StepDecay.gamma=nan; allowed: a number in \(0, 1\]"),
 ])
 def test_named_schedule_functions_check_their_settings(make, message):
     with pytest.raises(ValueError, match=message):

@@ -73,11 +73,19 @@ def test_pruning_stops_trials_that_trail(tmp_path):
 
 
 def test_median_pruner_with_real_trials(tmp_path):
+    # a rate that learns and one that cannot move the weights: a trial of the second after one of the
+    # first trails the median at its first report, so the median pruner must stop it
     space = write_space(tmp_path, pruner={"type": "median", "n_startup_trials": 1, "n_warmup_steps": 0},
-                        params={"model.optimizer.init_args.lr": {"type": "float", "low": 1e-5, "high": 1e-1, "log": True}})
-    study = search.search(space, "median", trials=4, extra=[*TINY, "--trainer.max_epochs=3"], echo=lambda line: None)
+                        params={"model.optimizer.init_args.lr": {"type": "categorical", "choices": [0.01, 1e-9]}})
+    # all 1,257 training digits and no normalization, so a learning rate shows in the first epoch's accuracy
+    learns = ["--trainer.max_epochs=2", "--model.net.init_args.widths=[8,16]", "--model.net.init_args.hidden=16",
+              "--early_stopping=null", "--model.net.init_args.norm=none"]
+    study = search.search(space, "median", trials=5, extra=learns, echo=lambda line: None)
     states = [t.state.name for t in study.trials]
-    assert states[0] == "COMPLETE" and len(states) == 4
+    assert states[0] == "COMPLETE" and len(states) == 5
+    slow_after_fast = [t for t in study.trials if t.params["model.optimizer.init_args.lr"] == 1e-9 and any(
+        u.params["model.optimizer.init_args.lr"] == 0.01 for u in study.trials[: t.number])]
+    assert slow_after_fast and all(t.state.name == "PRUNED" for t in slow_after_fast), states
     for t in study.trials:  # a pruned trial trailed the median of earlier trials at its last report
         if t.state.name == "PRUNED":
             step, value = max(t.intermediate_values.items())
@@ -104,17 +112,20 @@ def test_two_processes_share_one_sqlite_study(tmp_path):
 
 BAD_SPACES = [
     (dict(params={"model.net.init_args.dropot": {"type": "float", "low": 0, "high": 0.5}}), "dropot"),
-    (dict(params={"penalty.l2": {"type": "float", "low": 0.1, "high": 0.01}}), "params.penalty.l2: low=0.1 > high=0.01"),
+    (dict(params={"penalty.l2": {"type": "float", "low": 0.1, "high": 0.01}}),
+     "params.penalty.l2.low=0.1; allowed: a number <= high (0.01)"),
     (dict(params={"penalty.l2": {"type": "float", "low": 0, "high": 0.01, "log": True}}),
-     "params.penalty.l2: log scale needs low > 0, got low=0"),
+     "params.penalty.l2.low=0; allowed: a number > 0 with log: true"),
     (dict(params={"data.batch_size": {"type": "categorical", "choices": []}}),
-     "params.data.batch_size: choices=[] must be a non-empty list"),
-    (dict(params={"data.batch_size": {"type": "uniform", "low": 1, "high": 2}}), "needs type: float, int or categorical"),
-    (dict(metric="val/accuracy"), "metric='val/accuracy' is not logged by the model; allowed: ['val/acc'"),
-    (dict(direction="up"), "direction='up'; allowed: maximize, minimize"),
-    (dict(params={}), "needs a 'params:' mapping"),
-    (dict(pruner={"type": "hyperband"}), "pruner.type='hyperband'"),
-    (dict(params={"model.net.init_args.norm": {"type": "categorical", "choices": ["weight"]}}), "norm='weight' is not known"),
+     "params.data.batch_size.choices=[]; allowed: a non-empty list"),
+    (dict(params={"data.batch_size": {"type": "uniform", "low": 1, "high": 2}}),
+     "params.data.batch_size={'high': 2, 'low': 1, 'type': 'uniform'} has no known type"),
+    (dict(metric="val/accuracy"), "metric=val/accuracy is not a metric the model logs at each validation; allowed: val/loss"),
+    (dict(direction="up"), "direction=up; allowed: maximize, minimize"),
+    (dict(params={}), "--space="),
+    (dict(pruner={"type": "hyperband"}), "pruner.type=hyperband is not known"),
+    (dict(params={"model.net.init_args.norm": {"type": "categorical", "choices": ["weight"]}}),
+     "model.net.norm=weight is not known"),
 ]
 
 

@@ -1,0 +1,220 @@
+"""The one-line error: ``error: <setting>=<value> <why>; allowed: <what>``, and exit code 2.
+
+Every entry point reports a bad setting, file or flag in this one form, raised as SettingError
+by whatever found it (a constructor, a check, a data loader) and printed by ``stop``. The tests
+assert the form. jsonargparse's own multi-line reports are rewritten into it here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import inspect
+import math
+import re
+import sys
+from typing import Any, NoReturn
+
+
+class SettingError(ValueError):
+    """A setting with a value that is not allowed, in the one-line form."""
+
+    def __init__(self, setting: str, value: Any, allowed: str, why: str = ""):
+        self.setting, self.value, self.allowed, self.why = setting, value, allowed, why
+        super().__init__(f"{setting}={shown(value)}{f' {why}' if why else ''}; allowed: {allowed}")
+
+    def within(self, prefix: str) -> SettingError:
+        """The same error for a setting one level down: ``norm`` of ``model.net`` is ``model.net.norm``."""
+        return SettingError(f"{prefix}.{self.setting}", self.value, self.allowed, self.why)
+
+
+class DataError(SettingError):
+    """A data set that is missing, damaged or not what its settings promise."""
+
+
+def from_line(line: str) -> SettingError:
+    """An error line another part printed (``error: <setting>=<value> <why>; allowed: <what>``), as
+    the SettingError it came from, so a caller can report it as its own."""
+    text = " ".join(line.removeprefix("error: ").split())
+    head, _, allowed = text.rpartition("; allowed: ")
+    setting, _, rest = head.partition("=")
+    return SettingError(setting, rest, allowed or "see --help")
+
+
+def shown(value: Any) -> str:
+    """A value as the user typed it: lists as lists, strings without quotes."""
+    if isinstance(value, tuple):
+        value = list(value)
+    return str(value)
+
+
+def fail(setting: str, value: Any, allowed: str, why: str = "") -> NoReturn:
+    raise SettingError(setting, value, allowed, why)
+
+
+def choice(registry: dict, setting: str, name: str):
+    """The registry's entry for ``name``; an unknown name lists the known ones, sorted."""
+    if name not in registry:
+        close = difflib.get_close_matches(str(name), [str(k) for k in registry], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        fail(setting, name, ", ".join(sorted(registry)), f"is not known{hint}")
+    return registry[name]
+
+
+def is_integer(value) -> bool:
+    """An int, not a bool (YAML's true is an int to Python)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_finite_number(value) -> bool:
+    """An int or float, not a bool, not NaN or infinite."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def stop(err: BaseException | str, code: int = 2) -> NoReturn:
+    """One line on stderr, then exit: 2 for a bad setting, file or flag, 1 for a run that failed."""
+    print(f"error: {' '.join(str(err).split())}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse for compare, search and lr-find, reporting a bad flag in the one-line form instead of
+    its usage text (``--jobs=abc; allowed: an integer``), with exit code 2."""
+
+    WORDS = {"int": "an integer", "float": "a number"}
+
+    def error(self, message: str):
+        flag_error = re.match(r"argument ([^:]+): (.*)", message)
+        if not flag_error:
+            unknown = re.match(r"unrecognized arguments: (\S+)", message)
+            flag = unknown.group(1) if unknown else "argument"
+            stop(SettingError(flag.split("=", 1)[0], flag.partition("=")[2] or "?", f"the flags `{self.prog} --help` "
+                              "shows", "is not a flag"))
+        flag, why = flag_error.group(1).split("/")[-1], flag_error.group(2)
+        choices = re.match(r"invalid choice: '([^']*)' \(choose from (.*)\)", why)
+        bad_type = re.match(r"invalid (\w+) value: '([^']*)'", why)
+        if choices:
+            stop(SettingError(flag, choices.group(1), choices.group(2).replace("'", ""), "is not known"))
+        if bad_type:
+            stop(SettingError(flag, bad_type.group(2), self.WORDS.get(bad_type.group(1), bad_type.group(1))))
+        stop(SettingError(flag, "", "a value after it, see --help", why))
+
+
+# --- jsonargparse's errors, in one line ------------------------------------------------------------
+# jsonargparse reports a bad value as nested English ("Parser key ... Expected a <class 'int'> ...
+# Got value: ..."): the setting, the value and the expected types are read out of it here. The
+# phrases matched are those of jsonargparse 4.x (pinned in pyproject.toml); tests/test_errors.py
+# holds one case of each.
+
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+               "NoneType": "null", "list": "a list", "dict": "a mapping {key: value}", "tuple": "a list"}
+_CLASS_WORDS = "a class name"
+# The settings whose value is a class: what to suggest for them.
+CLASS_KEYS = {"model.net": "ConvNet, MLP or a class path of a project.nn.Network",
+              "model.optimizer": "an optimizer class: SGD, Adagrad, RMSprop, Adam, AdamW or a torch.optim class path",
+              "model.scheduler": "a scheduler class: StepLR, CosineAnnealingLR, OneCycleLR ... or a "
+                                 "torch.optim.lr_scheduler class path",
+              "early_stopping": "EarlyStopping or a class path of a subclass of it",
+              "trainer.logger": "a logger class such as TensorBoardLogger, true or false"}
+
+
+def _allowed_from(text: str) -> str:
+    found: list[str] = []
+    for match in re.finditer(r"Expected a (<class '([\w.]+)'>|typing\.Literal\[(.*?)\]|tuple with (\d+) elements|"
+                             r"dot import path string)", text):
+        cls, literal, size = match.group(2), match.group(3), match.group(4)
+        if cls:
+            word = _TYPE_WORDS.get(cls.rsplit(".", 1)[-1], f"a {cls.rsplit('.', 1)[-1]}")
+        elif literal is not None:
+            word = "one of " + literal.replace("'", "")
+        elif size:
+            word = f"a list of {size} values"
+        else:
+            word = _CLASS_WORDS
+        if word not in found:
+            found.append(word)
+    return " or ".join(found) or "see --help"
+
+
+def init_settings(class_path: str) -> list[str]:
+    """The constructor arguments of a class given by its import path (none if it cannot be imported)."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+        return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return []
+
+
+def constructor_error(message: str) -> str:
+    """A constructor's own message out of jsonargparse's union report around it (a callback in a list)."""
+    text = " ".join(str(message).split())
+    if "Does not validate against any of the Union subtypes" not in text:
+        return text
+    inner = re.search(r"Errors: - (.*?) - (?:Not a valid subclass|Expected a|Problem with)", text)
+    return inner.group(1) if inner else one_line_parse_error(text)
+
+
+def _short(class_path: str) -> str:
+    return str(class_path).rsplit(".", 1)[-1]
+
+
+def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv: list[str] | None = None) -> str:
+    """jsonargparse's nested, multi-line message as ``<setting>=<value> <why>; allowed: <what>``."""
+    text = " ".join(str(message).split())
+    # a flag, or a key of a config file, that no setting has
+    unknown = re.match(r"unrecognized arguments: (\S+)", text) or re.match(
+        r"(?:Option|Subcommand '\w+' does not accept option) '([^']+)'", text)
+    if unknown:
+        flag = unknown.group(1)
+        key, _, value = flag.lstrip("-").partition("=")
+        if not value:
+            given = next((a for a in argv or [] if a.lstrip("-").split("=", 1)[0] == key), "")
+            value = given.partition("=")[2] or "?"
+        close = difflib.get_close_matches(key, known_keys or [], n=1, cutoff=0.75)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{key}={value} is not a setting{hint}; allowed: the keys `project fit --print_config` shows"
+    keys = [k for k in re.findall(r'Parser key "([^"]+)"', text)]
+    key = ".".join(dict.fromkeys(keys))
+    last = text.rfind(f'Parser key "{keys[-1]}"') if keys else 0
+    tail = text[last:]
+    required = re.search(r"the following arguments are required: ([\w, ]+?)(?: - |$|\.)", tail)
+    owner = re.search(r"class_path='([\w.]+)'", tail)
+    if required:
+        names = [n.strip() for n in required.group(1).split(",")]
+        owner_name = f" by {_short(owner.group(1))}" if owner else ""
+        return (f"{key}.{names[0]}=null is missing: it is required{owner_name}; allowed: a value, "
+                f"e.g. --{key}.{names[0]}=...")
+    nested = re.search(r"Option '([^']+)' is not accepted", tail)
+    if key and nested:  # a config file's key that the class does not have
+        option, settings = nested.group(1), init_settings(owner.group(1)) if owner else []
+        close = difflib.get_close_matches(option, settings, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        given = next((a.partition("=")[2] for a in argv or [] if a.lstrip("-").startswith(f"{key}.{option}=")), "?")
+        return (f"{key}.{option}={given} is not a setting of {_short(owner.group(1)) if owner else key}{hint}; "
+                f"allowed: {', '.join(settings) or 'see --help'}")
+    value = None
+    for pattern in (r"Expected a path but (\S+) either", r"Got value: (.+?)(?:\. Got value:| - Expected|$)",
+                    r"Given value: (.+?)(?:\. Got value:| - Expected|$)"):
+        found = re.search(pattern, tail)
+        if found:
+            value = found.group(1).rstrip(".")
+            break
+    if not key:
+        return f"argument={text} is not valid; allowed: see --help"
+    if value and value.startswith("Namespace("):  # a class's setting: jsonargparse shows the whole class
+        inner = re.search(rf"{re.escape(key.rsplit('.', 1)[-1])}=(.+?)\)+$", value)
+        value = inner.group(1).strip("'") if inner else "?"
+    why = ""
+    inner = re.search(r"Problem with given class_path '[\w.]+': (.*?)(?: - Expected|$)", tail)
+    if inner and "Parser key" not in inner.group(1):
+        why = f" ({inner.group(1)})"
+    allowed = _allowed_from(tail)
+    if key in CLASS_KEYS:
+        allowed = allowed.replace(_CLASS_WORDS, CLASS_KEYS[key])
+        if value and "." not in value:
+            allowed = f"{allowed} ('{value}' is no such class)"
+    else:  # a number typed Union[float, Tensor] also "expects" an import path: not what a user means
+        allowed = allowed.replace(f" or {_CLASS_WORDS}", "").replace(_CLASS_WORDS, "see --help")
+    return f"{key}={value if value is not None else '?'} is not valid{why}; allowed: {allowed}"

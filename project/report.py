@@ -1,0 +1,72 @@
+"""What a run reports at its end: the tested weights' figures, the diagnosis, summary.json, predictions.
+
+``project fit`` tests the best checkpoint (or the last weights) and prints ``run_summary``; the same
+figures go to ``summary.json`` beside the logs, which make compare reads. ``project predict`` writes
+one CSV row per image.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import torch
+
+from project.checkpoints import write_atomically
+from project.diagnosis import Diagnosis
+from project.model import CLEAN_ACC, TEST_ACC, TEST_LOSS, VAL_ACC, VAL_ACC_BEST
+
+SUMMARY_FILE = "summary.json"
+
+
+def write_summary(log_dir: Path, tested: str | None, best: str | None, epochs: int, weights: dict, test: dict,
+                  seconds: float) -> None:
+    """summary.json: which weights were tested, their own figures, the test's, and the run's length."""
+    write_atomically(Path(log_dir) / SUMMARY_FILE, json.dumps({
+        "tested": "best" if tested else "last", "tested_checkpoint": tested, "best_checkpoint": best,
+        "epochs": epochs, "tested_weights": weights, "test": test, "seconds": seconds}, indent=1))
+
+
+def read_summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
+
+
+def run_summary(epochs_run: int, human_accuracy: float, tolerance: float, log_dir: str | None, weights: dict,
+                test: dict, best_checkpoint: str | None, tested: str | None, seconds: float) -> str:
+    """What the run ended with: the tested weights' test, validation and clean training figures,
+    and the bias/variance diagnosis of those same weights."""
+    def value(metrics: dict, name: str) -> str:
+        return f"{float(metrics[name]):.4f}" if name in metrics else "n/a"
+
+    which = "best checkpoint (by val/loss)" if tested else "last weights"
+    lines = [
+        "", "Run summary", "-----------",
+        f"tested weights      {which}, after epoch {weights.get('epoch', '?')}",
+        f"test accuracy       {value(test, TEST_ACC)}",
+        f"test loss           {value(test, TEST_LOSS)}",
+        f"val accuracy        {value(weights, VAL_ACC)}   (the tested weights)",
+        f"clean train acc     {value(weights, CLEAN_ACC)}   (the tested weights, eval mode, no augmentation)",
+        f"best val accuracy   {value(weights, VAL_ACC_BEST)}   (any epoch up to then)",
+        f"epochs run          {epochs_run}",
+        f"wall time           {seconds:.1f} s",
+        f"logs                {log_dir or 'none (no logger, or fast_dev_run)'}",
+        f"best checkpoint     {best_checkpoint or 'none'}",
+    ]
+    if CLEAN_ACC in weights and VAL_ACC in weights:
+        diagnosis = Diagnosis(weights[CLEAN_ACC], weights[VAL_ACC], human_accuracy, tolerance)
+        lines += ["", "Diagnosis (bias and variance of the tested weights)", *diagnosis.lines()]
+    return "\n".join(lines)
+
+
+def write_predictions(path: Path, probabilities: torch.Tensor, labels: torch.Tensor, names: list[str]) -> None:
+    """One CSV row per sample: its index in the split, true and predicted class, each class's probability."""
+    predicted = probabilities.argmax(dim=1)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["index", "true_label", "true_name", "predicted_label", "predicted_name",
+                     *(f"p_{name}" for name in names)])
+    for i, (row, label, guess) in enumerate(zip(probabilities.tolist(), labels.tolist(), predicted.tolist())):
+        writer.writerow([i, label, names[label], guess, names[guess], *(f"{v:.6f}" for v in row)])
+    write_atomically(path, text.getvalue())
