@@ -45,8 +45,9 @@ lr-find: install ## learning-rate range test: suggests a rate, plots loss vs rat
 test: install ## run the test suite (slow tests excluded)
 	$(BIN)/python -m pytest -q
 
-test-all: install ## run every test, slow ones included
-	$(BIN)/python -m pytest -q -m ''
+test-all: install ## run every test: the default suite, then the slow ones one at a time (they time and use ports)
+	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m slow -n 0
 
 lint: install ## ruff over the package and the tests (settings in pyproject.toml)
 	$(BIN)/ruff check project tests

@@ -274,6 +274,7 @@ class Resume:
         """Each setting the user gave (it differs from the default) that the checkpoint saved otherwise."""
         saved = as_plain({"model": self.model_settings, "data": {
             k: v for k, v in self.checkpoint.get("datamodule_hyper_parameters", {}).items() if k in DATA_KEYS}})
+        config, defaults = _data_settings(config), _data_settings(defaults)
         saved, given, default = _flatten(saved, "-"), _flatten(config, "-"), _flatten(defaults, "-")
         return [f"{key[2:]}={given[key]!r} here, {value!r} in the checkpoint" for key, value in saved.items()
                 if key in given and given[key] != default.get(key) and given[key] != value]
@@ -288,6 +289,12 @@ def load_resume(ckpt_path: str, save_dir: str, name: str) -> Resume:
 def as_plain(value) -> dict:
     """A config namespace or dict as plain JSON values, so two configurations compare key by key."""
     return json.loads(json.dumps(value.as_dict() if hasattr(value, "as_dict") else value, default=str))
+
+
+def _data_settings(config: dict) -> dict:
+    """The data module's settings as its hyperparameters list them (its init_args, without class_path)."""
+    data = config.get("data")
+    return {**config, "data": data.get("init_args") or {}} if isinstance(data, dict) and "class_path" in data else config
 
 
 def _flatten(value, prefix: str) -> dict:

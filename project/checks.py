@@ -191,6 +191,7 @@ def check_settings(config, subcommand: str | None) -> None:
     trainer = _get(config, "trainer", {})
     _apply(TRAINER_RULES, trainer, "trainer")
     data = _get(config, "data", {})
+    data = _get(data, "init_args", data)  # data is a class: its settings are its init_args
     data_seed = _get(data, "seed", 0)
     if not (is_integer(data_seed) and 0 <= data_seed <= MAX_SEED):
         fail("data.seed", data_seed, f"an integer in [0, {MAX_SEED}]")
@@ -275,15 +276,15 @@ def check_built(model, datamodule, trainer, subcommand: str | None) -> None:
         fail("trainer.max_epochs", -1, "a positive trainer.max_epochs or trainer.max_steps, or the scheduler's own "
              "length (T_max, total_steps, total_iters)", "(train until stopped) leaves model.scheduler "
              f"({scheduler.get('class_path', scheduler) if isinstance(scheduler, dict) else scheduler}) without a length")
-    if datamodule is None:
+    batch_size, eval_batch_size = (getattr(datamodule, "hparams", {}).get(k) for k in ("batch_size", "eval_batch_size"))
+    if not (is_integer(batch_size) and is_integer(eval_batch_size)):  # a data module of the user's own
         return
-    if datamodule.hparams.batch_size <= 1 and any(
-            isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        fail("data.batch_size", datamodule.hparams.batch_size, "an integer >= 2 with norm=batch, or another "
-             "model.net.norm", "leaves batch norm without batch statistics")
+    if batch_size <= 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        fail("data.batch_size", batch_size, "an integer >= 2 with norm=batch, or another model.net.norm",
+             "leaves batch norm without batch statistics")
     if subcommand is not None:
         memory.check_batches(model.memory, network_settings(model.hparams.get("net")), trainer.strategy.root_device,
-                             datamodule.hparams.batch_size, datamodule.hparams.eval_batch_size)
+                             batch_size, eval_batch_size)
 
 
 def check_with_data(model, datamodule, trainer) -> None:

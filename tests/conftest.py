@@ -4,6 +4,7 @@ process-wide state every test starts from."""
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import torch
@@ -15,7 +16,8 @@ from torch.optim.lr_scheduler import StepLR
 from project.data import ImageDataModule
 from project.model import ImageClassifier
 
-torch.set_num_threads(2)
+# One torch thread per test process (pytest -n 2 runs two), two when run alone.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(autouse=True)

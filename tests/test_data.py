@@ -90,14 +90,15 @@ def test_augmentation_applies_in_training_only(make_trainer):
 @pytest.mark.parametrize("kwargs,message", [
     (dict(val_fraction=0.0), r"data.val_fraction=0.0; allowed: a number in \(0, 1\)"),
     (dict(val_fraction=0.5, test_fraction=0.5), "data.test_fraction=0.5 with data.val_fraction=0.5 leaves no training split"),
-    (dict(dataset="imagenet"), "data.dataset=imagenet is not known; allowed: cifar10"),
+    (dict(dataset="imagenet"), r"data.dataset=imagenet is not known \(did you mean image_folder\?\); allowed: cifar10, "
+                                "digits, fake, fashion_mnist, image_folder, mnist, mnist5k$"),
     (dict(augment=["mixup"]), "data.augment.name=mixup is not known; allowed: affine, erasing, hflip"),
     (dict(augment=[{"name": "rotation", "angle": 3}]), r"data.augment.rotation.angle=3 is not a setting; allowed: degrees"),
     (dict(augment=[{"name": "hflip", "p": 2}]), r"data.augment.hflip.p=2; allowed: a number in \[0, 1\]"),
     (dict(train_size=0), r"data.train_size=0; allowed: an integer >= 2"),
     (dict(batch_size=0), "data.batch_size=0; allowed: an integer >= 1"),
     (dict(data_dir="mine"), "data.data_dir=mine is not read by data.dataset=digits"),
-    (dict(fake_size=10), "data.fake_size=10 is not used by data.dataset=digits"),
+    (dict(fake_size=10), "data.fake_size=10 is not read by data.dataset=digits"),
 ])
 def test_bad_settings_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

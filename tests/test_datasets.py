@@ -9,7 +9,7 @@ import torch
 
 from project import datasets
 from project.data import ImageDataModule
-from project.datasets import DATASETS, DatasetInfo
+from project.datasets import DATASETS, DatasetInfo, Splits
 from project.errors import DataError
 
 
@@ -68,19 +68,20 @@ def test_truncated_file_is_a_clear_error(tmp_path):
 
 
 def test_mnist5k_is_500_genuine_digits_per_class():
-    images, labels, test_images, test_labels = DATASETS["mnist5k"].load(None, False, {})
-    assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.uint8 and test_images is None
+    splits = DATASETS["mnist5k"].load({})
+    images, labels = splits.train
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.uint8 and splits.test is None
     assert torch.equal(torch.bincount(labels), torch.full((10,), 500))
     # handwriting, not noise: the ink is in the middle of the frame, the borders are blank
     assert images[:, :, 10:18, 10:18].float().mean() > 4 * images[:, :, :3, :].float().mean()
 
 
 def test_a_data_set_added_from_a_test_file_trains(monkeypatch, make_trainer):
-    def stripes(data_dir, download, fake):  # 2 classes: horizontal or vertical stripes
+    def stripes(settings):  # 2 classes: horizontal or vertical stripes
         images = torch.zeros(200, 1, 8, 8, dtype=torch.uint8)
         images[:100, :, ::2, :] = 255
         images[100:, :, :, ::2] = 255
-        return images, torch.arange(200) // 100, None, None
+        return Splits((images, torch.arange(200) // 100))
 
     monkeypatch.setitem(datasets.DATASETS, "stripes", DatasetInfo(stripes, (1, 8, 8), ("horizontal", "vertical")))
     dm = ImageDataModule(dataset="stripes", augment=[], batch_size=16)
