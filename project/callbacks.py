@@ -13,7 +13,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from torch import nn
 
 from project.errors import choice, fail, is_finite_number
-from project.model import PENALTY
+from project.model import PENALTY, TRAIN_LOSS
 from project.nn import layer_weights
 
 L1_MODES = ("proximal", "subgradient")
@@ -144,7 +144,7 @@ class NonFiniteLossGuard(Callback):
             getattr(trainer.checkpoint_callback, "best_model_path", "")
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint else "no checkpoint was saved yet"
         raise NonFiniteLossError(
-            f"train/loss={loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}): training "
+            f"{TRAIN_LOSS}={loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}): training "
             f"stopped before the weights took it in; {kept}; allowed: a finite loss: a lower learning rate "
             "(model.optimizer.init_args.lr) or a warm-up (model.warmup_steps), another initialization "
             "(model.net.init_args.init), or a normalization (model.net.init_args.norm)")

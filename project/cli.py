@@ -39,7 +39,7 @@ from project.data import ImageDataModule
 from project.devices import fall_back_to_fp16
 from project.errors import SettingError, constructor_error, one_line_parse_error, stop
 from project.hparams import HParams, tab_settings
-from project.model import ImageClassifier
+from project.model import TEST_METRICS, ImageClassifier
 from project.progress import EpochRichProgressBar, PlainProgressBar, held_lightning_logs, quiet_lightning
 
 # DDP's worker processes re-run this command line; a seed drawn for seed_everything: true reaches
@@ -275,7 +275,7 @@ class ProjectCLI(LightningCLI):
         # the final epoch's.
         weights = checkpoint_metrics(tested) if tested else {"epoch": self.trainer.current_epoch, **fit_metrics}
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=tested, verbose=False, weights_only=True)
-        self.test_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+        self.test_metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k in TEST_METRICS}
         self.fit_metrics = {**fit_metrics, **self.test_metrics}  # the run's last logged values
         self.tested_metrics = weights
         # A collective under DDP: every rank asks. Without a logger nothing is written (Lightning's

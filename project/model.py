@@ -33,6 +33,7 @@ TRAIN_LOSS, TRAIN_ACC = "train/loss", "train/acc"              # running, on aug
 CLEAN_LOSS, CLEAN_ACC = "train/loss_clean", "train/acc_clean"  # a fixed training subset, eval mode, no augmentation
 VAL_LOSS, VAL_ACC, VAL_ACC_BEST = "val/loss", "val/acc", "val/acc_best"
 TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
+TEST_METRICS = (TEST_LOSS, TEST_ACC)
 GAP, BIAS, VARIANCE = "gap/acc", "diagnosis/bias", "diagnosis/variance"
 WEIGHT_NORM, ZERO_FRACTION, NEAR_ZERO_FRACTION = "weights/l2_norm", "weights/zero_fraction", "weights/near_zero_fraction"
 PENALTY = "train/penalty"  # logged by project.callbacks.WeightPenalty when a penalty is on

@@ -141,8 +141,15 @@ INITS: dict[str, Callable[..., None]] = {
 }
 
 INIT_SETTINGS = {"value", "low", "high", "mean", "std", "a", "gain"}
-_NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 WEIGHT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
+
+def _is_affine_norm(layer: nn.Module) -> bool:
+    """A normalization layer with its own scale and shift (a 1-D weight and bias): it starts at
+    (1, 0), and the layer before it needs no bias of its own (the norm's shift takes its place)."""
+    weight, bias = getattr(layer, "weight", None), getattr(layer, "bias", None)
+    return (not isinstance(layer, WEIGHT_LAYERS) and isinstance(weight, nn.Parameter) and weight.dim() == 1
+            and isinstance(bias, nn.Parameter))
 
 
 def layer_weights(module: nn.Module) -> list[nn.Parameter]:
@@ -171,7 +178,7 @@ def init_weights(module: nn.Module, scheme: str = "kaiming_normal", *, activatio
             fill(layer.weight, activation=activation, activation_gain=activation_gain, output=layer is output, **kw)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-        elif isinstance(layer, _NORM_TYPES) and getattr(layer, "weight", None) is not None:
+        elif _is_affine_norm(layer):
             nn.init.ones_(layer.weight)
             nn.init.zeros_(layer.bias)
     return module
@@ -271,8 +278,9 @@ class ConvNet(Network):
         blocks: list[nn.Module] = []
         size = min(height, width)
         for out in widths:
-            block = [nn.Conv2d(channels, out, 3, padding=1, bias=norm == "none"),
-                     make_norm(norm, out, 2, norm_groups), make_activation(activation)]
+            norm_layer = make_norm(norm, out, 2, norm_groups)
+            block = [nn.Conv2d(channels, out, 3, padding=1, bias=not _is_affine_norm(norm_layer)), norm_layer,
+                     make_activation(activation)]
             if conv_dropout:
                 block.append(nn.Dropout2d(conv_dropout))
             if size >= 4:
@@ -336,9 +344,9 @@ class MLP(Network):
         features = math.prod(shape)
         blocks: list[nn.Module] = []
         for out in hidden:
-            blocks.append(nn.Sequential(
-                nn.Linear(features, out, bias=norm == "none"), make_norm(norm, out, 1, norm_groups),
-                make_activation(activation), nn.Dropout(dropout)))
+            norm_layer = make_norm(norm, out, 1, norm_groups)
+            blocks.append(nn.Sequential(nn.Linear(features, out, bias=not _is_affine_norm(norm_layer)), norm_layer,
+                                        make_activation(activation), nn.Dropout(dropout)))
             features = out
         self.flatten = nn.Flatten()
         self.blocks = nn.ModuleList(blocks)

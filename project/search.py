@@ -28,7 +28,7 @@ from lightning.pytorch import Callback
 from project.checks import check_folder_name, check_output
 from project.cli import CONFIG_DIR, ProjectCLI
 from project.errors import ArgumentParser, SettingError, from_line, is_finite_number, stop
-from project.model import PER_VALIDATION
+from project.model import PER_VALIDATION, VAL_ACC_BEST
 from project.progress import quiet_lightning
 
 DEFAULT_SPACE = CONFIG_DIR / "search" / "default.yaml"
@@ -56,7 +56,7 @@ def load_space(path: Path) -> dict:
     if unknown:
         raise SearchSpaceError(sorted(unknown)[0], space[sorted(unknown)[0]], "config, direction, flags, metric, "
                                "params, pruner, seed", f"is not a key of a search space ({path})")
-    space.setdefault("metric", "val/acc_best")
+    space.setdefault("metric", VAL_ACC_BEST)
     space.setdefault("direction", "maximize")
     space.setdefault("config", [])
     space.setdefault("flags", [])

@@ -197,3 +197,16 @@ def test_convnet_rejects_bad_settings(kwargs, message):
 def test_mlp_rejects_bad_widths():
     with pytest.raises(ValueError, match=r"hidden=\[-5\]; allowed"):
         MLP((1, 8, 8), 10, hidden=[-5])
+
+
+def test_a_norm_added_to_the_registry_is_initialized_and_replaces_the_bias(monkeypatch):
+    # one line in NORMS is all a new norm needs: torch's RMSNorm has a scale but no shift, so the conv keeps its bias
+    import project.nn as nets
+
+    monkeypatch.setitem(nets.NORMS, "rms", lambda features, dim, groups: nn.RMSNorm([features, 1, 1] if dim == 2
+                                                                                     else [features]))
+    net = ConvNet((1, 8, 8), 3, widths=[4], hidden=0, norm="rms")
+    conv = net.blocks[0][0]
+    assert conv.bias is not None  # RMSNorm shifts nothing: the conv keeps its bias
+    with_shift = ConvNet((1, 8, 8), 3, widths=[4], hidden=0, norm="batch")
+    assert with_shift.blocks[0][0].bias is None and torch.equal(with_shift.blocks[0][1].weight, torch.ones(4))
