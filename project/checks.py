@@ -75,6 +75,23 @@ def _devices(v) -> bool:
     return is_integer(v) and (v >= 1 or v == -1)
 
 
+def _strategy(v) -> bool:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return not isinstance(v, str) or v == "auto" or v in StrategyRegistry.available_strategies()
+
+
+def _duration(v) -> bool:
+    """Lightning's max_time: "DD:HH:MM:SS", or a mapping of days, hours, minutes, seconds."""
+    if isinstance(v, str):
+        parts = v.split(":")
+        return len(parts) == 4 and all(p.isdigit() for p in parts)
+    if hasattr(v, "items"):
+        return bool(v) and all(k in ("days", "hours", "minutes", "seconds") and is_finite_number(x) and x >= 0
+                               for k, x in v.items())
+    return v is None
+
+
 TRAINER_RULES: dict[str, Rule] = {
     "devices": (_devices, "auto, a number of devices >= 1, -1 (all) or a list of device indices such as [0, 1]"),
     "max_epochs": (lambda v: v is None or (is_integer(v) and v >= -1), "an integer >= 0, -1 (no limit) or null"),
@@ -96,6 +113,9 @@ TRAINER_RULES: dict[str, Rule] = {
     "overfit_batches": (lambda v: _batches_or_off(v), "a fraction in [0, 1] or a number of batches >= 0"),
     "num_nodes": int_at_least(1),
     "fast_dev_run": (lambda v: isinstance(v, bool) or (is_integer(v) and v >= 0), "true, false or a number of batches >= 0"),
+    "strategy": (_strategy, "auto, ddp, ddp_spawn, ddp_fork, ddp_notebook, fsdp, deepspeed, single_device ... or a "
+                 "Strategy class"),
+    "max_time": (_duration, "DD:HH:MM:SS such as 00:12:00:00, a mapping such as {hours: 12}, or null"),
 }
 
 # torch.optim.lr_scheduler's arguments: torch checks a few; the rest crash later or train garbage.
@@ -129,7 +149,7 @@ SCHEDULER_RULES: dict[str, dict[str, Rule]] = {
 # torch.optim's arguments, by name: torch refuses some with messages that do not name the setting,
 # and lets others through (momentum 1.5, a beta of 1).
 OPTIMIZER_RULES: dict[str, Rule] = {
-    "lr": NON_NEGATIVE, "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "lr_decay": NON_NEGATIVE,
+    "lr": POSITIVE, "eps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "lr_decay": NON_NEGATIVE,
     "initial_accumulator_value": NON_NEGATIVE,
     "momentum": number_in(0, 1, high_open=True), "dampening": number_in(0, 1), "alpha": number_in(0, 1),
     "betas": (lambda v: isinstance(v, (list, tuple)) and len(v) == 2 and all(is_finite_number(b) and 0 <= b < 1 for b in v),
@@ -183,13 +203,27 @@ def _check_monitor(setting: str, monitor, metrics: list[str], validation_on: boo
              "is measured in validation, which trainer.limit_val_batches=0 turns off")
 
 
+def _check_accelerator(value) -> None:
+    """A GPU asked for where torch finds none stops here, not in Lightning's "No supported gpu backend"."""
+    import torch
+
+    if value in ("gpu", "cuda") and not torch.cuda.is_available():
+        fail("trainer.accelerator", value, "auto or cpu: torch finds no CUDA GPU on this machine")
+    if value == "mps" and not torch.backends.mps.is_available():
+        fail("trainer.accelerator", value, "auto or cpu: torch finds no Apple GPU (MPS) on this machine")
+
+
 def check_settings(config, subcommand: str | None) -> None:
     """Raises SettingError for the first setting that is not allowed (the parsed config of a subcommand)."""
+    ckpt_path = _get(config, "ckpt_path")
+    if isinstance(ckpt_path, str) and not ckpt_path.strip():
+        fail("ckpt_path", ckpt_path, "a checkpoint file, last, or no --ckpt_path", "is empty")
     seed = _get(config, "seed_everything")
     if not isinstance(seed, bool) and not (is_integer(seed) and 0 <= seed <= MAX_SEED):
         fail("seed_everything", seed, f"true (a random seed), false (none) or an integer in [0, {MAX_SEED}]")
     trainer = _get(config, "trainer", {})
     _apply(TRAINER_RULES, trainer, "trainer")
+    _check_accelerator(_get(trainer, "accelerator"))
     data = _get(config, "data", {})
     data = _get(data, "init_args", data)  # data is a class: its settings are its init_args
     data_seed = _get(data, "seed", 0)
@@ -238,6 +272,11 @@ def check_settings(config, subcommand: str | None) -> None:
             _check_monitor(f"{prefix}.monitor", args.get("monitor"), metrics, validation_on)
 
 
+# The top-level sections of a config file and the YAML values each may have.
+SECTION_TYPES = {"trainer": (dict,), "model": (dict,), "penalty": (dict,), "hparams": (dict,),
+                 "data": (dict, str), "early_stopping": (dict, str, type(None))}
+
+
 def check_config_files(args: list[str]) -> None:
     """Each ``--config FILE`` is a readable YAML mapping: jsonargparse's own errors for an empty file
     or a list do not say which file or what is wrong."""
@@ -263,6 +302,10 @@ def check_config_files(args: list[str]) -> None:
         if not isinstance(content, dict):
             what = "is empty" if content is None else f"holds a YAML {type(content).__name__}, not a mapping"
             fail("--config", path, "a YAML mapping of settings such as 'trainer: {max_epochs: 5}'", what)
+        for section, types in SECTION_TYPES.items():
+            if section in content and not isinstance(content[section], types):
+                fail(section, content[section], f"a mapping of its settings, such as '{section}: {{...}}'",
+                     f"in {path} is a YAML {type(content[section]).__name__}")
 
 
 # --- the built objects, before any data is read or any folder made ---------------------------------

@@ -217,6 +217,9 @@ class ProjectCLI(LightningCLI):
                     self.datamodule.setup()  # the data is read and checked here, before any log folder exists
                     if self.subcommand == "fit":
                         checks.check_with_data(self.model, self.datamodule, self.trainer)
+                if self.subcommand is not None:  # last: it makes the log folder
+                    for logger in self.trainer.loggers:
+                        checks.check_writable(Path(logger.save_dir or "."))
             except SettingError as err:
                 stop(err)
             except ImportError as err:  # an accelerator, strategy or precision whose package is missing
@@ -256,13 +259,6 @@ class ProjectCLI(LightningCLI):
         # (histograms, grad norms) look, so they show what the optimizer applies.
         trainer.callbacks.sort(key=lambda c: not isinstance(c, WeightPenalty))
         return trainer
-
-    def before_fit(self) -> None:
-        for logger in self.trainer.loggers:
-            try:
-                checks.check_writable(Path(logger.save_dir or "."))
-            except SettingError as err:
-                stop(err)
 
     def after_fit(self) -> None:
         config = self.config_init[self.subcommand]

@@ -85,12 +85,14 @@ def run_args(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], 
             "--trainer.enable_progress_bar=false"]
 
 
-def check_configs(names: list[str], extra: list[str], vary: str) -> tuple[dict[str, str], list[str], dict[str, bool]]:
+def check_configs(names: list[str], extra: list[str], vary: str,
+                  read_data: bool = True) -> tuple[dict[str, str], list[str], dict[str, bool]]:
     """Parse every experiment's config before any run starts, so a typo costs seconds, not a study.
 
     Returns each experiment's configuration key, a hash of its fully resolved configuration (every
     config file and flag applied, every default filled in), so a changed file or flag re-runs it;
-    the data sets the experiments use; and whether each one's data module takes a seed.
+    the data sets the experiments use; and whether each one's data module takes a seed. With
+    ``read_data`` each experiment's data is read too, so a size that does not fit stops here.
     """
     unknown = sorted(set(names) - set(available_experiments()))
     if unknown:
@@ -106,6 +108,11 @@ def check_configs(names: list[str], extra: list[str], vary: str) -> tuple[dict[s
         except SystemExit:
             error = from_line(stderr.getvalue().strip().splitlines()[-1])
             raise SettingError(error.setting, f"{error.value} in experiment {name}", error.allowed) from None
+        if read_data and hasattr(cli.datamodule, "train_batches"):  # a data set that does not fit stops here
+            try:
+                cli.datamodule.setup()
+            except SettingError as err:
+                raise SettingError(err.setting, err.value, err.allowed, f"{err.why} in experiment {name}") from None
         resolved = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
         keys[name] = hashlib.sha256(f"{resolved}\nvary={vary}".encode()).hexdigest()[:16]
         datasets.add(getattr(cli.datamodule, "hparams", {}).get("dataset") or type(cli.datamodule).__name__)
@@ -226,6 +233,8 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
     if dataset:
         extra.append(f"--data.dataset={dataset}")
     if trainer_config:
+        if not Path(trainer_config).is_file():
+            fail("--trainer-config", trainer_config, "a YAML file such as configs/trainer/ddp.yaml", "is not a file")
         extra = ["--config", trainer_config, *extra]
         jobs = 1  # its runs are processes of their own, possibly several each
     check_study(experiments, seeds, name, output, vary, jobs)

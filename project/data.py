@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from project.augment import AugmentSpec, BatchAugment
 from project.datasets import DATASETS
 from project.errors import DataError, SettingError, choice, fail
+from project.memory import machine_memory
 
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
@@ -141,8 +143,9 @@ class ImageDataModule(LightningDataModule):
                             ("fake_size", fake_size)):
             if value < 1:
                 fail(f"data.{name}", value, "an integer >= 1")
-        if num_workers < 0:
-            fail("data.num_workers", num_workers, "an integer >= 0")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if not 0 <= num_workers <= 4 * cores:
+            fail("data.num_workers", num_workers, f"0 to {4 * cores} (4 worker processes per core of this machine)")
         if fake_classes < 2:
             fail("data.fake_classes", fake_classes, "an integer >= 2")
         if len(fake_shape) != 3 or min(fake_shape) < 1:
@@ -150,6 +153,10 @@ class ImageDataModule(LightningDataModule):
         if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
             fail("data.image_size", image_size, "two positive sizes [height, width], or null")
         self._check_settings_it_reads()
+        if dataset == "fake" and fake_size * math.prod(fake_shape) > machine_memory():
+            fail("data.fake_shape", fake_shape, f"a size whose {fake_size} images fit in this machine's "
+                 f"{machine_memory() / 2**30:.1f} GiB", f"with data.fake_size={fake_size} needs "
+                 f"{fake_size * math.prod(fake_shape) / 2**30:.1f} GiB")
         # What the model needs before anything trains: from the registry, or (an image folder) from
         # listing the folder and decoding its first image.
         self._shape, self._classes = self.info.shape_for(self.hparams), self.info.classes_for(self.hparams)

@@ -46,7 +46,7 @@ def shown(value: Any) -> str:
     """A value as the user typed it: lists as lists, strings without quotes."""
     if isinstance(value, tuple):
         value = list(value)
-    return str(value)
+    return "''" if value == "" else str(value)
 
 
 def fail(setting: str, value: Any, allowed: str, why: str = "") -> NoReturn:

@@ -18,6 +18,7 @@ import csv
 import io
 from pathlib import Path
 
+from project.checks import check_writable
 from project.errors import ArgumentParser, SettingError, fail, is_finite_number, stop
 
 
@@ -34,8 +35,8 @@ def parse(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
         fail("--min_lr", own.min_lr, "a finite number > 0")
     if not (is_finite_number(own.max_lr) and own.max_lr > own.min_lr):
         fail("--max_lr", own.max_lr, f"a finite number > min_lr ({own.min_lr:g})")
-    if own.num_training < 2:
-        fail("--num_training", own.num_training, "an integer >= 2")
+    if own.num_training < 20:  # the first 10 points are not used, and a slope needs a few more
+        fail("--num_training", own.num_training, "an integer >= 20")
     return own, rest
 
 
@@ -50,6 +51,8 @@ def steepest_descent(result, skip_begin: int = 10, skip_end: int = 1) -> float |
     lrs, losses = np.array(result.results["lr"]), np.array(result.results["loss"])
     finite = np.isfinite(losses)
     lrs, losses = lrs[finite], losses[finite]
+    if len(losses) < skip_begin + 3:  # too few points past the first steps to find a slope
+        return None
     # past its lowest point the loss only diverges
     end = min(len(losses) - skip_end, int(losses[skip_begin:].argmin()) + skip_begin + 1)
     if end - skip_begin < 3:
@@ -86,6 +89,10 @@ def run(trainer, model, datamodule, own: argparse.Namespace) -> Path:
     logger = trainer.logger
     if logger is None:
         stop(SettingError("trainer.logger", False, "a logger", "leaves lr-find no run folder for its plot"))
+    try:
+        check_writable(Path(logger.save_dir or "."))
+    except SettingError as err:
+        stop(err)
     logger._name = f"{logger.name}-lr_find"  # beside the fit runs, never one of them
     folder = Path(logger.log_dir)
     # The finder's own progress bar and restore notes; an error still surfaces as an exception.

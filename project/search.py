@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import inspect
 import io
 import logging
 import os
@@ -25,9 +26,9 @@ import optuna
 import yaml
 from lightning.pytorch import Callback
 
-from project.checks import check_folder_name, check_output
+from project.checks import MAX_SEED, check_folder_name, check_output
 from project.cli import CONFIG_DIR, ProjectCLI
-from project.errors import ArgumentParser, SettingError, from_line, is_finite_number, stop
+from project.errors import ArgumentParser, SettingError, choice, from_line, is_finite_number, is_integer, stop
 from project.model import PER_VALIDATION, VAL_ACC_BEST
 from project.progress import quiet_lightning
 
@@ -46,7 +47,7 @@ def load_space(path: Path) -> dict:
     """The search space file, checked: every problem is one line before any trial runs."""
     try:
         space = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise SearchSpaceError("--space", path, "a readable YAML file",
                                f"cannot be read ({' '.join(str(err).split())})") from None
     if not isinstance(space, dict) or not isinstance(space.get("params"), dict) or not space["params"]:
@@ -67,30 +68,75 @@ def load_space(path: Path) -> dict:
                                "at each validation")
     if space["direction"] not in ("maximize", "minimize"):
         raise SearchSpaceError("direction", space["direction"], "maximize, minimize")
-    pruner = dict(space["pruner"])
-    if pruner.get("type", "median") not in PRUNERS:
-        raise SearchSpaceError("pruner.type", pruner.get("type"), ", ".join(sorted(PRUNERS)), "is not known")
+    if not (is_integer(space["seed"]) and 0 <= space["seed"] <= MAX_SEED):
+        raise SearchSpaceError("seed", space["seed"], f"an integer in [0, {MAX_SEED}] (the TPE sampler's seed)")
+    if not isinstance(space["flags"], list) or not isinstance(space["config"], list):
+        raise SearchSpaceError("flags" if not isinstance(space["flags"], list) else "config",
+                               space["flags"] if not isinstance(space["flags"], list) else space["config"], "a list")
+    make_pruner(space["pruner"])
     for key, spec in space["params"].items():
         check_distribution(key, spec)
     return space
 
 
+def make_pruner(spec) -> optuna.pruners.BasePruner:
+    """The space's pruner: its type from PRUNERS, its other keys that pruner's own arguments."""
+    if not isinstance(spec, dict):
+        raise SearchSpaceError("pruner", spec, "a mapping such as {type: median, n_startup_trials: 3}")
+    settings = dict(spec)
+    kind = settings.pop("type", "median")
+    try:
+        cls = choice(PRUNERS, "pruner.type", kind)
+    except SettingError as err:
+        raise SearchSpaceError(err.setting, err.value, err.allowed, err.why) from None
+    allowed = [p for p in inspect.signature(cls).parameters if p != "self"]
+    for key, value in settings.items():
+        if key not in allowed:
+            raise SearchSpaceError(f"pruner.{key}", value, ", ".join(allowed) or "no settings",
+                                   f"is not a setting of the {kind} pruner")
+    try:
+        return cls(**settings)
+    except (ValueError, TypeError) as err:
+        raise SearchSpaceError("pruner", spec, f"settings optuna's {cls.__name__} accepts",
+                               f"cannot be built ({' '.join(str(err).split())})") from None
+
+
+# The keys a parameter's distribution may have, by type.
+PARAM_KEYS = {"float": ("type", "low", "high", "log", "step"), "int": ("type", "low", "high", "log", "step"),
+              "categorical": ("type", "choices")}
+
+
 def check_distribution(key: str, spec) -> None:
-    if not isinstance(spec, dict) or spec.get("type") not in ("float", "int", "categorical"):
+    if not isinstance(spec, dict) or spec.get("type") not in PARAM_KEYS:
         raise SearchSpaceError(f"params.{key}", spec, "{type: float, int or categorical, ...}",
                                "has no known type")
-    if spec["type"] == "categorical":
-        if not isinstance(spec.get("choices"), list) or not spec["choices"]:
-            raise SearchSpaceError(f"params.{key}.choices", spec.get("choices"), "a non-empty list")
+    kind = spec["type"]
+    for extra in set(spec) - set(PARAM_KEYS[kind]):
+        raise SearchSpaceError(f"params.{key}.{extra}", spec[extra], ", ".join(PARAM_KEYS[kind]),
+                               f"is not a setting of a {kind} parameter")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise SearchSpaceError(f"params.{key}.choices", choices, "a non-empty list")
+        for value in choices:
+            if value is not None and not isinstance(value, (str, int, float, bool)):
+                raise SearchSpaceError(f"params.{key}.choices", value, "a string, number, true, false or null")
         return
-    low, high = spec.get("low"), spec.get("high")
-    if not all(is_finite_number(v) for v in (low, high)):
-        raise SearchSpaceError(f"params.{key}.{'low' if not is_finite_number(low) else 'high'}",
-                               low if not is_finite_number(low) else high, "a finite number")
+    number = is_integer if kind == "int" else is_finite_number
+    for end in ("low", "high"):
+        if not number(spec.get(end)):
+            raise SearchSpaceError(f"params.{key}.{end}", spec.get(end), "an integer" if kind == "int" else
+                                   "a finite number")
+    low, high = spec["low"], spec["high"]
     if low > high:
         raise SearchSpaceError(f"params.{key}.low", low, f"a number <= high ({high})")
     if spec.get("log") and low <= 0:
         raise SearchSpaceError(f"params.{key}.low", low, "a number > 0 with log: true")
+    if "step" in spec:
+        if not (number(spec["step"]) and spec["step"] > 0):
+            raise SearchSpaceError(f"params.{key}.step", spec["step"], f"{'an integer' if kind == 'int' else 'a number'} > 0")
+        if spec.get("log"):
+            raise SearchSpaceError(f"params.{key}.step", spec["step"], "no step with log: true (optuna's rule)")
 
 
 def suggest(trial: optuna.Trial, params: dict) -> dict:
@@ -99,9 +145,11 @@ def suggest(trial: optuna.Trial, params: dict) -> dict:
         if spec["type"] == "categorical":
             values[key] = trial.suggest_categorical(key, spec["choices"])
         elif spec["type"] == "int":
-            values[key] = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log")))
+            values[key] = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=int(spec.get("step", 1)),
+                                            log=bool(spec.get("log")))
         else:
-            values[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log")))
+            values[key] = trial.suggest_float(key, float(spec["low"]), float(spec["high"]), step=spec.get("step"),
+                                              log=bool(spec.get("log")))
     return values
 
 
@@ -127,11 +175,15 @@ def parse_quietly(args: list[str]) -> ProjectCLI:
 
 
 def check_keys(space: dict, extra: list[str]) -> None:
-    """Build the configuration with every parameter at its low end (first choice): an unknown key
-    or a value the setting refuses stops here, before any trial."""
-    sample = {key: spec["choices"][0] if spec["type"] == "categorical" else spec["low"]
-              for key, spec in space["params"].items()}
-    parse_quietly(base_args(space, extra) + as_flags(sample))
+    """Build the configuration with every parameter at its low end (first choice), then with each
+    parameter in turn at each of its other choices and its high end: an unknown key or a value a
+    setting refuses stops here, before any trial."""
+    ends = {key: spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
+            for key, spec in space["params"].items()}
+    base = {key: values[0] for key, values in ends.items()}
+    samples = [base] + [{**base, key: value} for key, values in ends.items() for value in values[1:]]
+    for sample in samples:
+        parse_quietly(base_args(space, extra) + as_flags(sample))
 
 
 class ReportToTrial(Callback):
@@ -258,7 +310,7 @@ def open_study(name: str, storage: str, direction: str, sampler, pruner, attempt
 def search(space_path: Path, name: str, trials: int, timeout: float | None = None, storage: str | None = None,
            output: str = "logs/search", extra: list[str] | None = None, echo=print) -> optuna.Study:
     extra = list(extra or [])
-    if trials < 1:
+    if not is_integer(trials) or trials < 1:
         raise SearchSpaceError("--trials", trials, "an integer >= 1")
     if timeout is not None and not (is_finite_number(timeout) and timeout > 0):
         raise SearchSpaceError("--timeout", timeout, "a finite number of seconds > 0")
@@ -269,9 +321,8 @@ def search(space_path: Path, name: str, trials: int, timeout: float | None = Non
     out_dir = Path(output) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{out_dir / 'study.db'}"
-    pruner = dict(space["pruner"])
     study = open_study(name, storage, space["direction"], optuna.samplers.TPESampler(seed=space["seed"]),
-                       PRUNERS[pruner.pop("type", "median")](**pruner))
+                       make_pruner(space["pruner"]))
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
     echo(f"search {name}: {done} trials done before, budget {trials}" + (f" or {timeout:g} s" if timeout else "")

@@ -136,6 +136,14 @@ CASES = [
     (["--trainer.accelerator=tpu"], "trainer.strategy=auto"),
     (["--trainer.num_nodes=0"], "trainer.num_nodes=0"),
     (["--trainer.fast_dev_run=-1"], "trainer.fast_dev_run=-1"),
+    (["--trainer.accelerator=gpu"], "trainer.accelerator=gpu; allowed: auto or cpu: torch finds no CUDA GPU"),
+    (["--trainer.strategy=nonsense"], "trainer.strategy=nonsense; allowed: auto, ddp"),
+    (["--trainer.max_time=abc"], "trainer.max_time=abc; allowed: DD:HH:MM:SS"),
+    (["--ckpt_path="], "ckpt_path='' is empty"),
+    (["--model.optimizer.lr=0"], "model.optimizer.lr=0.0; allowed: a finite number > 0"),
+    (["--data.num_workers=100000"], "data.num_workers=100000; allowed: 0 to"),
+    (["--data.dataset=fake", "--data.fake_shape=[3,100000,100000]"], "data.fake_shape=[3, 100000, 100000] with"),
+    (["--trainer.logger.init_args.save_dir=setup.cfg/logs"], "trainer.logger.save_dir=setup.cfg/logs cannot hold"),
     # seeds
     (["--seed_everything=99999999999"], "seed_everything=99999999999"),
     (["--seed_everything=-1"], "seed_everything=-1"),
@@ -255,6 +263,8 @@ FILE_CASES = [
     ("nested_typo.yaml", "model: {net: {init_args: {dropuot: 0.1}}}\n", "model.net.dropuot=",
      "is not a setting of ConvNet (did you mean dropout?)"),
     ("value.yaml", "model: {net: {init_args: {dropout: 3}}}\n", "model.net.dropout=3", ""),
+    ("data_int.yaml", "data: 5\n", "data=5 in data_int.yaml is a YAML int", "a mapping of its settings"),
+    ("model_list.yaml", "model: [1, 2]\n", "model=[1, 2] in model_list.yaml is a YAML list", ""),
 ]
 
 

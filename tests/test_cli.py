@@ -69,10 +69,10 @@ def test_not_a_terminal_gets_one_line_per_epoch(capsys):
 
 
 def test_early_stopping_key_stops_a_run_that_does_not_improve():
-    # lr 0, no normalization, no augmentation: val/loss is the same every epoch, so after the first
-    # epoch it never improves and patience 2 stops the run after epoch 3
-    frozen = ["--model.optimizer.lr=0", "--model.net.norm=none", "--data.augment=[]", "--model.scheduler=null",
-              "--trainer.max_epochs=10", "--test_after_fit=false", *QUICK]
+    # a rate of 1e-12, no normalization, no augmentation: val/loss moves by far less than min_delta, so
+    # after the first epoch it never improves and patience 2 stops the run after epoch 3
+    frozen = ["--model.optimizer.lr=1e-12", "--model.net.norm=none", "--data.augment=[]", "--model.scheduler=null",
+              "--early_stopping.min_delta=0.001", "--trainer.max_epochs=10", "--test_after_fit=false", *QUICK]
     cli = ProjectCLI(args=["fit", *frozen, "--early_stopping.patience=2"])
     assert cli.trainer.current_epoch == 3 and cli.trainer.early_stopping_callback.monitor == "val/loss"
     cli = ProjectCLI(args=["fit", *frozen, "--early_stopping=null"])  # off: every epoch runs

@@ -12,6 +12,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import project.compare as lab
 from project.compare_stats import METRICS
+from tests.test_bad_inputs import assert_one_line
 
 TINY = ["--trainer.max_epochs=2", "--data.train_size=100", "--model.net.init_args.widths=[8,16]",
         "--model.net.init_args.hidden=16"]
@@ -173,7 +174,7 @@ def test_every_shipped_experiment_parses():
             "opt_sgd", "opt_momentum", "opt_adagrad", "opt_rmsprop", "opt_adam", "sched_step", "sched_cosine",
             "sched_onecycle", "sched_plateau", "mnist_mlp_sgd", "mnist_mlp_adam",
             "mnist_mlp_large"} <= set(lab.available_experiments())
-    lab.check_configs(lab.available_experiments(), [], "both")
+    lab.check_configs(lab.available_experiments(), [], "both", read_data=False)  # mnist_mlp_* need MNIST's files
     for path in lab.EXPERIMENT_DIR.glob("*.yaml"):
         assert path.read_text().startswith(f"# {path.stem}: "), path  # one comment: what it demonstrates
 
@@ -186,3 +187,47 @@ def test_compare_with_a_multi_process_trainer_config(tmp_path, experiments):
     assert rows[0]["runs_ok"] == 1, rows[0]["failure"]
     log = (tmp_path / "out" / "ddp" / "runs" / "baseline" / "seed_0" / "stdout.txt").read_text()
     assert "Starting with 2 processes" in log
+
+
+# --- bad input: one line, exit code 2, no folder ----------------------------------------------------
+
+COMPARE_BAD = [
+    # flags, the setting=value the line starts with
+    (["--experiments", ""], "--experiments="),
+    (["--experiments", "nope"], "--experiments=nope is not an experiment"),
+    (["--experiments", "baseline,nope"], "--experiments=nope"),
+    (["--seeds", "a"], "--seeds=a"),
+    (["--seeds", "-1"], "--seeds=-1"),
+    (["--seeds", "99999999999"], "--seeds=99999999999"),
+    (["--seeds", "0,0"], "--seeds=0,0 repeats a seed"),
+    (["--seeds", ","], "--seeds="),
+    (["--vary", "all"], "--vary=all is not known"),
+    (["--jobs", "abc"], "--jobs=abc"),
+    (["--jobs", "0"], "--jobs=0"),
+    (["--jobs", "-2"], "--jobs=-2"),
+    (["--name", "../../escape"], "--name=../../escape"),
+    (["--name", "a/b"], "--name=a/b"),
+    (["--name", ""], "--name="),
+    (["--name", "x" * 10_000], "--name=xxxx"),
+    (["--name", ".."], "--name=.."),
+    (["--output", "a_file/below"], "--output=a_file/below lies under a_file, which is a file"),
+    (["--trainer-config", "missing.yaml"], "--trainer-config=missing.yaml is not a file"),
+    (["--dataset", "imagenet"], "data.dataset=imagenet is not known"),
+    (["--bogus", "1"], "--bogus=? is not a flag"),
+    (["--", "--data.batch_size=0"], "data.batch_size=0 in experiment baseline"),
+    (["--", "--model.net.norm=weight"], "model.net.norm=weight is not known"),
+    (["--", "--data.train_size=100000"], "data.train_size=100000 is larger than the training split"),
+    (["--", "--trainer.max_epochs=ten"], "trainer.max_epochs=ten is not valid"),
+    (["--", "--nonsense=1"], "nonsense=1 is not a setting"),
+]
+
+
+@pytest.mark.parametrize("flags,named", COMPARE_BAD, ids=[" ".join(f)[:40] for f, _ in COMPARE_BAD])
+def test_bad_compare_input_is_one_line_before_any_folder(tmp_path, monkeypatch, capsys, flags, named):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as done:
+        lab.main(["--experiments", "baseline", "--seeds", "0", *flags] if flags[:1] != ["--experiments"] else flags)
+    captured = capsys.readouterr()
+    assert_one_line(done.value.code, captured.out, captured.err, named)
+    assert not (tmp_path / "logs").exists()

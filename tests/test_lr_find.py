@@ -7,6 +7,7 @@ import pytest
 
 from project.cli import main
 from project.lr_find import steepest_descent
+from tests.test_bad_inputs import assert_one_line
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +44,7 @@ def test_steepest_descent_per_decade_by_hand():
 
 @pytest.mark.parametrize("flags,line", [
     (["--mode", "cubic"], "error: --mode=cubic is not known; allowed: exponential, linear"),
-    (["--num_training=1"], "error: --num_training=1; allowed: an integer >= 2"),
+    (["--num_training=1"], "error: --num_training=1; allowed: an integer >= 20"),
     (["--min_lr=0"], "error: --min_lr=0.0; allowed: a finite number > 0"),
     (["--max_lr=1e-7"], "error: --max_lr=1e-07; allowed: a finite number > min_lr (1e-06)"),
     (["--num_training=abc"], "error: --num_training=abc; allowed: an integer"),
@@ -52,4 +53,44 @@ def test_bad_flags_are_one_line_and_make_no_folder(tmp_path, capsys, flags, line
     with pytest.raises(SystemExit) as done:
         main(["lr-find", *flags])
     assert done.value.code == 2 and capsys.readouterr().err.strip() == line
+    assert not (tmp_path / "logs").exists()
+
+
+LR_FIND_BAD = [
+    (["--mode", "cubic"], "--mode=cubic is not known"),
+    (["--mode=quadratic"], "--mode=quadratic is not known"),
+    (["--num_training=abc"], "--num_training=abc"),
+    (["--num_training=0"], "--num_training=0"),
+    (["--num_training=-5"], "--num_training=-5"),
+    (["--num_training=10", "--mode=linear"], "--num_training=10"),
+    (["--min_lr=0"], "--min_lr=0.0"),
+    (["--min_lr=-1"], "--min_lr=-1.0"),
+    (["--min_lr=nan"], "--min_lr=nan"),
+    (["--min_lr=inf"], "--min_lr=inf"),
+    (["--min_lr=abc"], "--min_lr=abc"),
+    (["--max_lr=1e-7"], "--max_lr=1e-07"),
+    (["--max_lr=nan"], "--max_lr=nan"),
+    (["--max_lr=inf"], "--max_lr=inf"),
+    (["--min_lr=0.1", "--max_lr=0.1"], "--max_lr=0.1"),
+    (["--model.net.norm=weight"], "model.net.norm=weight is not known"),
+    (["--model.optimizer.lr=nan"], "model.optimizer.lr=nan"),
+    (["--data.batch_size=0"], "data.batch_size=0"),
+    (["--data.dataset=imagenet"], "data.dataset=imagenet is not known"),
+    (["--trainer.max_epochs=ten"], "trainer.max_epochs=ten"),
+    (["--seed_everything=-1"], "seed_everything=-1"),
+    (["--trainer.logger=false"], "trainer.logger=False"),
+    (["--config", "missing.yaml"], "--config=missing.yaml is not a file"),
+    (["--nonsense=1"], "nonsense=1 is not a setting"),
+    (["--data.data_dir=mine"], "data.data_dir=mine is not read by data.dataset=digits"),
+    (["--trainer.logger.init_args.save_dir=a_file/logs"], "trainer.logger.save_dir=a_file/logs"),
+]
+
+
+@pytest.mark.parametrize("flags,named", LR_FIND_BAD, ids=[" ".join(f)[:40] for f, _ in LR_FIND_BAD])
+def test_bad_lr_find_input_is_one_line_before_any_folder(tmp_path, capsys, flags, named):
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(SystemExit) as done:
+        main(["lr-find", *flags])
+    captured = capsys.readouterr()
+    assert_one_line(done.value.code, captured.out, captured.err, named)
     assert not (tmp_path / "logs").exists()

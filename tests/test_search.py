@@ -9,6 +9,7 @@ import yaml
 
 import project.search as search
 from project.cli import ProjectCLI
+from tests.test_bad_inputs import assert_one_line
 
 TINY = ["--trainer.max_epochs=2", "--data.train_size=200", "--model.net.init_args.widths=[8,16]",
         "--model.net.init_args.hidden=16", "--early_stopping=null"]
@@ -135,4 +136,57 @@ def test_bad_search_spaces_stop_with_one_line_before_any_trial(tmp_path, capsys,
         search.main(["--space", str(write_space(tmp_path, **changes)), "--trials", "1", "--", *TINY])
     err = capsys.readouterr().err
     assert done.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "logs").exists()
+
+
+SEARCH_BAD = [
+    # changes to the space or flags, the setting=value the line starts with
+    ({}, ["--trials", "abc"], "--trials=abc"),
+    ({}, ["--trials", "0"], "--trials=0"),
+    ({}, ["--trials", "-1"], "--trials=-1"),
+    ({}, ["--timeout", "nan"], "--timeout=nan"),
+    ({}, ["--timeout", "0"], "--timeout=0"),
+    ({}, ["--timeout", "-5"], "--timeout=-5"),
+    ({}, ["--timeout", "inf"], "--timeout=inf"),
+    ({}, ["--name", "../x"], "--name=../x"),
+    ({}, ["--name", ""], "--name="),
+    ({}, ["--name", "x" * 10_000], "--name=xxxx"),
+    ({}, ["--output", "a_file/x"], "--output=a_file/x lies under a_file"),
+    ({}, ["--space", "missing.yaml"], "--space=missing.yaml cannot be read"),
+    ({}, ["--space", "binary.yaml"], "--space=binary.yaml cannot be read"),
+    ({}, ["--bogus=1"], "--bogus=1 is not a flag"),
+    ({}, ["--", "--data.eval_batch_size=0"], "data.eval_batch_size=0"),
+    (dict(pruner={"type": "threshold"}), [], "pruner={'type': 'threshold'} cannot be built"),
+    (dict(pruner={"type": "median", "patience": 3}), [], "pruner.patience=3 is not a setting of the median pruner"),
+    (dict(pruner="median"), [], "pruner=median"),
+    (dict(seed="abc"), [], "seed=abc"),
+    (dict(seed=-1), [], "seed=-1"),
+    (dict(params={"penalty.l2": {"type": "float", "low": 0.0, "high": 0.1, "step": 0}}), [],
+     "params.penalty.l2.step=0"),
+    (dict(params={"penalty.l2": {"type": "float", "low": 0.001, "high": 0.1, "lo": 1}}), [],
+     "params.penalty.l2.lo=1 is not a setting of a float parameter"),
+    (dict(params={"model.net.init_args.norm": {"type": "categorical", "choices": ["batch", "weight"]}}), [],
+     "model.net.norm=weight is not known"),
+    (dict(params={"data.batch_size": {"type": "categorical", "choices": [32, "abc"]}}), [], "data.batch_size=abc"),
+    (dict(params={"model.net.init_args.dropout": {"type": "float", "low": 0.0, "high": 1.5}}), [],
+     "model.net.dropout=1.5"),
+    (dict(params={"data.batch_size": {"type": "int", "low": 1.5, "high": 64}}), [], "params.data.batch_size.low=1.5"),
+    (dict(params={"data.batch_size": {"type": "categorical", "choices": [[1, 2]]}}), [],
+     "params.data.batch_size.choices=[1, 2]"),
+    (dict(flags="--trainer.max_epochs=3"), [], "flags=--trainer.max_epochs=3"),
+]
+
+
+@pytest.mark.parametrize("changes,flags,named", SEARCH_BAD, ids=[f"{c} {' '.join(f)}"[:50] for c, f, _ in SEARCH_BAD])
+def test_bad_search_input_is_one_line_before_any_folder(tmp_path, capsys, changes, flags, named):
+    (tmp_path / "a_file").write_text("")
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
+    space = write_space(tmp_path, **changes)
+    args = ["--space", str(space), "--trials", "1", *flags]
+    if "--" not in flags:
+        args += ["--", *TINY]
+    with pytest.raises(SystemExit) as done:
+        search.main(args)
+    captured = capsys.readouterr()
+    assert_one_line(done.value.code, captured.out, captured.err, named)
     assert not (tmp_path / "logs").exists()
