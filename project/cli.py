@@ -30,6 +30,7 @@ from project.checkpoints import (
     CheckpointError,
     CheckpointOnInterrupt,
     CheckpointWriteError,
+    LastCheckpoint,
     as_plain,
     check_matches,
     checkpoint_metrics,
@@ -70,11 +71,28 @@ class OneLineErrorParser(LightningArgumentParser):
 
 
 class RunInterrupted(Exception):
-    """SIGTERM or Ctrl-C stopped the run; ``saved`` is the checkpoint it can resume from (or None)."""
+    """SIGTERM or Ctrl-C stopped the run; ``saved`` is the checkpoint it can resume from (or None);
+    ``in_test``: training had finished and the test after fit was running."""
 
-    def __init__(self, signum: int, saved: str | None):
+    def __init__(self, signum: int, saved: str | None, in_test: bool = False):
         super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum, self.saved = signum, saved
+        self.signum, self.saved, self.in_test = signum, saved, in_test
+
+    def line(self) -> str:
+        if self.in_test and self.saved:
+            return (f"{self}; during the test after fit: training finished and is saved in {self.saved}; run the test "
+                    f"with: project fit --ckpt_path {self.saved} (and the same config)")
+        if self.saved:
+            return f"{self}; saved {self.saved}; resume with: project fit --ckpt_path {self.saved} (and the same config)"
+        return f"{self} before training began; saved nothing; run the same command again"
+
+
+def stop_on_sigterm(signum, frame) -> None:
+    """SIGTERM outside Lightning's hands (start-up, reading the data, between fit and its test) stops
+    the run as Ctrl-C does. Inside fit and test Lightning's own handler is in charge (it calls this
+    one too): it stops at the next batch, and the run saves interrupted.ckpt."""
+    if signal.getsignal(signal.SIGTERM) is stop_on_sigterm:
+        raise RunInterrupted(signum, None)
 
 
 class ProjectCLI(LightningCLI):
@@ -97,13 +115,20 @@ class ProjectCLI(LightningCLI):
         try:
             # data: any LightningDataModule with num_classes and input_shape (ImageDataModule by default)
             super().__init__(ImageClassifier, LightningDataModule, *args, subclass_mode_data=True, **kwargs)
-        except (SystemExit, KeyboardInterrupt):
+        except (SystemExit, KeyboardInterrupt) as err:
             # Lightning exits 0 on SIGTERM and 1 on Ctrl-C: a stopped run must not look finished.
-            guard = next((c for c in getattr(getattr(self, "trainer", None), "callbacks", [])
+            trainer = getattr(self, "trainer", None)
+            guard = next((c for c in getattr(trainer, "callbacks", [])
                           if isinstance(c, CheckpointOnInterrupt) and c.interrupted), None)
             if guard is None:
+                if isinstance(err, KeyboardInterrupt):
+                    raise RunInterrupted(signal.SIGINT, None) from None
                 raise
-            raise RunInterrupted(*guard.interrupted) from None
+            signum, saved = guard.interrupted
+            if self.subcommand == "fit" and trainer.state.fn == "test":  # the test after fit: training is saved
+                last = next((c.last_model_path for c in trainer.callbacks if isinstance(c, LastCheckpoint)), "")
+                raise RunInterrupted(signum, last or None, in_test=True) from None
+            raise RunInterrupted(signum, saved) from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
@@ -185,11 +210,17 @@ class ProjectCLI(LightningCLI):
         if self.subcommand == "fit":
             if resume is not None:
                 finished = resume.finished(config.trainer.get("max_epochs"), config.trainer.get("max_steps"))
-                if finished:
+                untested = (resume.run_folder is not None and config.get("test_after_fit", True)
+                            and not (resume.run_folder / report.SUMMARY_FILE).exists())
+                if finished and untested:  # stopped during its test after fit: the test runs now
+                    print(f"{resume.path}: training finished, its test after fit did not; testing now",
+                          file=sys.stderr, flush=True)
+                elif finished:
                     print(finished, flush=True)
                     sys.exit(0)
-                print(f"resuming from {resume.path} (after {resume.epochs_done} epochs, step "
-                      f"{resume.checkpoint.get('global_step', 0)})", file=sys.stderr, flush=True)
+                else:
+                    print(f"resuming from {resume.path} (after {resume.epochs_done} epochs, step "
+                          f"{resume.checkpoint.get('global_step', 0)})", file=sys.stderr, flush=True)
             # --ckpt_path last (or a path in a run folder of this logger) continues that run in its own folder.
             folder = resume.run_folder if resume else None
             if folder and logger is not None and folder.parent.resolve() == (Path(save_dir) / name).resolve():
@@ -317,6 +348,7 @@ def _short_net(net) -> str:
 
 def main(args: list[str] | None = None) -> None:
     given = sys.argv[1:] if args is None else args
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         checks.check_config_files(given)
         if given[:1] == ["lr-find"]:
@@ -330,11 +362,12 @@ def main(args: list[str] | None = None) -> None:
         stop(err)
     except (NonFiniteLossError, CheckpointWriteError) as err:
         stop(err, code=1)  # the run failed; what it saved stays
-    except RunInterrupted as err:
-        resume = f"; resume with: project fit --ckpt_path {err.saved} (and the same config)" if err.saved else ""
-        print(f"{err}; saved {err.saved or 'nothing'}{resume}", file=sys.stderr, flush=True)
+    except (RunInterrupted, KeyboardInterrupt) as err:
+        err = err if isinstance(err, RunInterrupted) else RunInterrupted(signal.SIGINT, None)
+        print(err.line(), file=sys.stderr, flush=True)
         sys.exit(128 + err.signum)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         _leave_process_group()
 
 

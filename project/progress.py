@@ -22,17 +22,20 @@ from project.model import CLEAN_ACC, GAP, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LO
 SHOWN = (TRAIN_LOSS, TRAIN_ACC, CLEAN_ACC, VAL_LOSS, VAL_ACC, GAP)
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 # Where Lightning logs its notes and "`Trainer.fit` stopped: ..." (rank_zero_info), and its checkpoint notes.
-_NOTE_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector")
+# Its "Received SIGTERM" and "Detected KeyboardInterrupt" lines too: the project's own stop line says it.
+_NOTE_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector",
+                 "lightning.pytorch.trainer.connectors.signal_connector")
 
 
 class _Noise(logging.Filter):
     """Lightning's advertisement and notes that say nothing about the run."""
 
-    NOISE = ("💡 Tip:", "`weights_only` was not set")
+    NOISE = ("💡 Tip:", "`weights_only` was not set", "Detected KeyboardInterrupt")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not message.startswith(self.NOISE) and ".lr_find_" not in message  # the finder's own checkpoint
+        message = record.getMessage().strip()
+        return (not message.startswith(self.NOISE) and "Received SIGTERM" not in message
+                and ".lr_find_" not in message)  # the finder's own checkpoint
 
 
 def quiet_lightning(level: int | None = None) -> None:

@@ -1,3 +1,4 @@
+import json
 import os
 import signal
 import subprocess
@@ -240,8 +241,23 @@ def test_a_full_disk_stops_the_run_with_one_line_and_keeps_last_whole(tmp_path, 
     assert done.value.code == 1 and err[-1].startswith("error: trainer.logger.save_dir=")
     assert "cannot hold checkpoint" in err[-1]
     assert "No space left on device" in err[-1] and "logs/default/version_0/checkpoints" in err[-1]
+    assert f"after freeing space, --ckpt_path {saved_run.relative_to(tmp_path)} resumes from its epoch 1" in err[-1]
     assert saved_run.read_bytes() == before
     assert not list(saved_run.parent.glob(".*.partial"))
+    # space again: the run continues from the epoch before the failure and ends
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
+    cli = ProjectCLI(args=["fit", "--ckpt_path=last", "--trainer.max_epochs=3", *QUICK])
+    assert cli.trainer.current_epoch == 3 and "resuming from" in capsys.readouterr().err
+    assert torch.load(saved_run, weights_only=True)["epoch"] == 2
+
+
+def test_a_disk_full_at_the_first_epoch_says_there_is_nothing_to_resume(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(checkpoints.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(SystemExit) as done:
+        main(["fit", "--trainer.max_epochs=2", *QUICK])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert done.value.code == 1 and "no earlier epoch was saved: after freeing space, run the same command again" in err[-1]
 
 
 def test_leftover_partial_files_are_removed_on_the_next_save(tmp_path):
@@ -301,3 +317,77 @@ def test_a_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypat
         io.save_checkpoint({"step": 2, "w": torch.zeros(1000)}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert os.listdir(tmp_path) == ["last.ckpt"]
+
+
+# --- a stop at any moment: one line, 128 + the signal, no empty run folder, and a way on -----------
+
+HELPERS = REPO / "tests" / "helpers"
+
+
+def paused_run(tmp_path: Path, phase: str, signum: int, *flags: str) -> tuple[int, str, str]:
+    """A fit paused at ``phase`` (tests/helpers/phases.py) and sent ``signum`` there; at "startup"
+    the signal comes one second after the start, while the libraries load."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PAUSE_AT": phase, "PHASE_DIR": str(tmp_path),
+           "PYTHONPATH": str(HELPERS)}
+    process = subprocess.Popen([sys.executable, "-m", "project", *PHASED, *flags], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + (1 if phase == "startup" else 120)
+    while phase == "startup" and time.time() < deadline or phase != "startup" and not (tmp_path / phase).exists():
+        assert process.poll() is None and time.time() < deadline, process.communicate()
+        time.sleep(0.02)
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=120)
+    return process.returncode, out, err
+
+
+PHASED = ["fit", "--trainer.max_epochs=2", "--data.train_size=300", "--data.batch_size=32", "--data.eval_batch_size=32",
+          "--trainer.deterministic=true", "--data.class_path=phases.SlowData", "--trainer.callbacks+=phases.Pause", *QUICK]
+
+
+@pytest.mark.parametrize("phase, signum", [("startup", signal.SIGTERM), ("loading", signal.SIGTERM),
+                                           ("loading", signal.SIGINT)])
+def test_a_stop_before_training_says_so_and_leaves_no_folder(tmp_path, phase, signum):
+    code, _, err = paused_run(tmp_path, phase, signum)
+    assert code == 128 + signum
+    assert err.strip() == (f"stopped by {signal.Signals(signum).name} before training began; saved nothing; "
+                           "run the same command again")
+    assert not (tmp_path / "logs").exists()
+
+
+def test_a_stop_in_the_sanity_check_saves_a_state_that_resumes(tmp_path):
+    code, _, err = paused_run(tmp_path, "sanity", signal.SIGTERM)
+    run = tmp_path / "logs" / "default" / "version_0"
+    assert code == 128 + signal.SIGTERM, err[-2000:]
+    assert err.strip().splitlines()[-1] == (f"stopped by SIGTERM; saved {Path('logs/default/version_0/checkpoints/interrupted.ckpt')}; "
+                                            "resume with: project fit --ckpt_path logs/default/version_0/checkpoints/"
+                                            "interrupted.ckpt (and the same config)")
+    assert "Received SIGTERM" not in err
+    resumed = subprocess.run([sys.executable, "-m", "project", *PHASED, "--ckpt_path=last"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(HELPERS)})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 2
+    assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_in_the_test_after_fit_resumes_into_the_test(tmp_path, signum):
+    code, _, err = paused_run(tmp_path, "test", signum)
+    run = tmp_path / "logs" / "default" / "version_0"
+    last = Path("logs/default/version_0/checkpoints/last.ckpt")
+    assert code == 128 + signum, err[-2000:]
+    assert err.strip().splitlines()[-1] == (
+        f"stopped by {signal.Signals(signum).name}; during the test after fit: training finished and is saved in "
+        f"{last}; run the test with: project fit --ckpt_path {last} (and the same config)")
+    assert "Detected KeyboardInterrupt" not in err and "Received SIGTERM" not in err
+    assert not (run / "summary.json").exists()
+    resumed = subprocess.run([sys.executable, "-m", "project", *PHASED, "--ckpt_path=last"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": str(HELPERS)})
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "training finished, its test after fit did not; testing now" in resumed.stderr
+    assert "Run summary" in resumed.stdout
+    # the best checkpoint was tested, with the figures a plain `project test` of it gives
+    summary = json.loads((run / "summary.json").read_text())
+    best = next((run / "checkpoints").glob("epoch*.ckpt"))
+    assert summary["epochs"] == 2 and Path(summary["tested_checkpoint"]).name == best.name
+    tested = ProjectCLI(args=["test", f"--ckpt_path={best}", "--data.train_size=300", "--data.eval_batch_size=32", *QUICK])
+    assert summary["test"] == pytest.approx({k: float(v) for k, v in tested.trainer.callback_metrics.items()}, abs=1e-4)

@@ -1,0 +1,41 @@
+"""Pauses a run at one phase so a test can signal it there: each pause writes PHASE_DIR/<phase>
+and waits (up to 20 s, or until Lightning has seen a SIGTERM)."""
+
+import os
+import time
+from pathlib import Path
+
+from lightning.pytorch import Callback
+
+from project.data import ImageDataModule
+
+
+def pause(phase: str, trainer=None) -> None:
+    if os.environ.get("PAUSE_AT") != phase:
+        return
+    (Path(os.environ["PHASE_DIR"]) / phase).touch()
+    deadline = time.time() + 20
+    while time.time() < deadline and not getattr(trainer, "received_sigterm", False):
+        time.sleep(0.05)
+
+
+class SlowData(ImageDataModule):
+    """The project's data module, paused while it reads the data (phase "loading")."""
+
+    def setup(self, stage=None):
+        pause("loading")
+        super().setup(stage)
+
+
+class Pause(Callback):
+    """Pauses in the sanity check ("sanity"), in training ("training") and in the test after fit ("test")."""
+
+    def on_sanity_check_start(self, trainer, pl_module):
+        pause("sanity", trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 1:
+            pause("training", trainer)
+
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        pause("test", trainer)
