@@ -132,6 +132,13 @@ def check_idx_files(where: Path, shape: tuple[int, int, int], num_classes: int) 
                           f"unpacked files: gunzip -k {paths}")
     if missing:
         return  # torchvision downloads them, or says they are not there
+    try:
+        _check_idx_pairs(where, shape, num_classes)
+    except PermissionError as err:
+        raise _file_error(Path(err.filename), f"cannot be read ({err.strerror})", "files this user can read") from None
+
+
+def _check_idx_pairs(where: Path, shape: tuple[int, int, int], num_classes: int) -> None:
     for images_name, labels_name in zip(_MNIST_FILES[::2], _MNIST_FILES[1::2]):
         images, labels = where / images_name, where / labels_name
         count, height, width = _idx_header(images, IDX_IMAGES, 3)

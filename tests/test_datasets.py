@@ -1,7 +1,11 @@
 """The data sets: torchvision's MNIST read from IDX files the tests write, file checks, and the
 registry: a data set added from a test file alone trains."""
 
+import os
+import shutil
 import struct
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +69,46 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="holds train-images-idx3-ubyte, which has 5000 bytes, but its header declares "
                        "300 x 28 x 28 values.*truncated"):
         dm.setup("fit")
+
+
+def _error_of(check) -> str:
+    try:
+        check()
+    except Exception as err:  # the text of whatever it raised
+        return str(err)
+    return "no error"
+
+
+def _as_nobody(check) -> str:
+    """The error ``check()`` raises as an unprivileged user: root reads every file, so as root it
+    runs in a child process that has become user nobody."""
+    if os.getuid() != 0:
+        return _error_of(check)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.setgid(65534)
+        os.setuid(65534)
+        os.write(write, _error_of(check).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    return os.read(read, 10_000).decode()
+
+
+def test_an_unreadable_file_is_named():
+    root = Path(tempfile.mkdtemp())  # not under pytest's folder, which only root may enter
+    try:
+        write_mnist(root)
+        for folder in (root, *root.rglob("*")):
+            folder.chmod(0o755 if folder.is_dir() else 0o644)
+        unreadable = root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+        unreadable.chmod(0)
+        message = _as_nobody(lambda: datasets.check_idx_files(root / "MNIST" / "raw", (1, 28, 28), 10))
+    finally:
+        shutil.rmtree(root)
+    assert message == (f"data.data_dir={unreadable.parent} holds train-labels-idx1-ubyte, which cannot be read "
+                       "(Permission denied); allowed: files this user can read")
 
 
 def test_mnist5k_is_500_genuine_digits_per_class():
