@@ -110,6 +110,7 @@ class ProjectCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         self._started = time.perf_counter()
         self.resume = None
+        self.notes: list[str] = []  # printed after every check passed, so an error is the only line
         self.random_seed: int | None = None
         quiet_lightning()
         try:
@@ -168,9 +169,9 @@ class ProjectCLI(LightningCLI):
         saved = resume.model_settings
         if saved:  # the checkpoint's network where the user set none (it cannot load into another)
             configured = as_plain(config.get("model", {})).get("net")
-            if configured != as_plain(saved).get("net"):
-                print(f"note: model.net is the checkpoint's {_short_net(saved.get('net'))} with its saved settings, "
-                      f"not the configured {_short_net(configured)}", file=sys.stderr, flush=True)
+            if configured != as_plain(saved).get("net"):  # said once every check has passed
+                self.notes.append(f"note: model.net is the checkpoint's {_short_net(saved.get('net'))} with its saved "
+                                  f"settings, not the configured {_short_net(configured)}")
             try:
                 self.config = self.parser.parse_object({subcommand: {"model": saved}}, self.config)
             except SystemExit:
@@ -213,14 +214,13 @@ class ProjectCLI(LightningCLI):
                 untested = (resume.run_folder is not None and config.get("test_after_fit", True)
                             and not (resume.run_folder / report.SUMMARY_FILE).exists())
                 if finished and untested:  # stopped during its test after fit: the test runs now
-                    print(f"{resume.path}: training finished, its test after fit did not; testing now",
-                          file=sys.stderr, flush=True)
+                    self.notes.append(f"{resume.path}: training finished, its test after fit did not; testing now")
                 elif finished:
                     print(finished, flush=True)
                     sys.exit(0)
                 else:
-                    print(f"resuming from {resume.path} (after {resume.epochs_done} epochs, step "
-                          f"{resume.checkpoint.get('global_step', 0)})", file=sys.stderr, flush=True)
+                    self.notes.append(f"resuming from {resume.path} (after {resume.epochs_done} epochs, step "
+                                      f"{resume.checkpoint.get('global_step', 0)})")
             # --ckpt_path last (or a path in a run folder of this logger) continues that run in its own folder.
             folder = resume.run_folder if resume else None
             if folder and logger is not None and folder.parent.resolve() == (Path(save_dir) / name).resolve():
@@ -260,6 +260,8 @@ class ProjectCLI(LightningCLI):
                                   f"{trainer.get('precision')} needs a package that is missing ({err})"))
             except (ValueError, TypeError, MisconfigurationException) as err:
                 stop(constructor_error(str(err)))
+        for note in self.notes:
+            print(note, file=sys.stderr, flush=True)
         if self.subcommand is not None:
             defaults = as_plain(self._subcommand_parsers[self.subcommand].get_defaults())
             for callback in self.trainer.callbacks:
