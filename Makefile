@@ -28,7 +28,7 @@ help: ## list the targets
 	@echo "             EXPERIMENTS=baseline,dropout SEEDS=0,1,2 VARY=both|data|init JOBS=2 DATASET=mnist NAME=study (make compare)"
 	@echo "             SPACE=configs/search/default.yaml TRIALS=20 STORAGE=postgresql://... NAME=study (make search)"
 
-install: $(VENV)/.installed ## make .venv and install the project with its dev tools (idempotent)
+install: $(VENV)/.installed ## make .venv and install the project with its dev tools and the search's database drivers (idempotent)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -14,12 +14,14 @@ rerunning the same command resumes it, and several machines pointing at one data
 from __future__ import annotations
 
 import contextlib
-import csv
 import inspect
 import io
 import logging
 import os
+import shlex
+import signal
 import socket
+import sys
 from pathlib import Path
 
 import optuna
@@ -27,10 +29,21 @@ import yaml
 from lightning.pytorch import Callback
 
 from project.checks import MAX_SEED, check_folder_name, check_output
-from project.cli import CONFIG_DIR, ProjectCLI
+from project.cli import CONFIG_DIR, ProjectCLI, RunInterrupted, stop_on_sigterm
 from project.errors import ArgumentParser, SettingError, choice, from_line, is_finite_number, is_integer, stop
 from project.model import PER_VALIDATION, VAL_ACC_BEST
 from project.progress import quiet_lightning
+from project.search_report import write_results
+from project.search_storage import (
+    HeartbeatWatch,
+    StorageError,
+    TrialSeededTPE,
+    check_storage,
+    database_error,
+    masked,
+    open_study,
+    unreachable,
+)
 
 DEFAULT_SPACE = CONFIG_DIR / "search" / "default.yaml"
 # What the model logs once per validation: the names a study can optimize.
@@ -201,11 +214,16 @@ class ReportToTrial(Callback):
             raise optuna.TrialPruned(f"pruned after epoch {trainer.current_epoch + 1}")
 
 
-def make_objective(space: dict, extra: list[str], trials_dir: Path):
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def make_objective(space: dict, extra: list[str], trials_dir: Path, started: list[int] | None = None):
     def objective(trial: optuna.Trial) -> float:
+        if started is not None:
+            started.append(trial.number)
         values = suggest(trial, space["params"])
         trial.set_user_attr("flags", as_flags(values))
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", WORKER)
         version = f"trial_{trial.number:04d}"
         run_dir = trials_dir / version
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -220,113 +238,40 @@ def make_objective(space: dict, extra: list[str], trials_dir: Path):
     return objective
 
 
-def write_results(study: optuna.Study, space: dict, extra: list[str], out_dir: Path) -> dict[str, Path]:
-    """trials.csv, best.yaml (a config that reproduces the best trial) and the plots."""
-    written = {"trials": out_dir / "trials.csv"}
-    trials = study.get_trials(deepcopy=False)
-    keys = sorted({k for t in trials for k in t.params})
-    with open(written["trials"], "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["number", "state", "value", *keys, "epochs_reported", "worker", "seconds"])
-        for t in trials:
-            seconds = (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else ""
-            writer.writerow([t.number, t.state.name, "" if t.value is None else t.value, *(t.params.get(k, "") for k in keys),
-                             len(t.intermediate_values), t.user_attrs.get("worker", ""), seconds])
-    completed = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if not completed:
-        return written
-    best = study.best_trial
-    cli = parse_quietly(base_args(space, extra) + best.user_attrs["flags"])
-    header = (f"# best trial {best.number} of study {study.study_name}: {space['metric']} = {best.value:.6f}\n"
-              f"# reproduce: project fit --config {out_dir / 'best.yaml'}\n")
-    written["best"] = out_dir / "best.yaml"
-    written["best"].write_text(header + cli.parser.dump(cli.config, skip_none=False))
-    import matplotlib
+class SearchInterrupted(Exception):
+    """SIGTERM or Ctrl-C stopped the search; the running trial is marked FAIL."""
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
-    with warnings_quiet():
-        figure, (history, importance) = plt.subplots(1, 2, figsize=(14, 5), dpi=100)
-        values = [t.value for t in completed]
-        numbers = [t.number for t in completed]
-        running = [max(values[: i + 1]) if space["direction"] == "maximize" else min(values[: i + 1])
-                   for i in range(len(values))]
-        history.plot(numbers, values, "o", label="trial")
-        history.plot(numbers, running, "-", color="tab:red", label="best so far")
-        pruned = [t.number for t in trials if t.state == optuna.trial.TrialState.PRUNED]
-        if pruned:
-            history.plot(pruned, [min(values)] * len(pruned), "x", color="gray", label="pruned")
-        history.set(title=f"optimization history ({len(completed)} complete, {len(pruned)} pruned)",
-                    xlabel="trial", ylabel=space["metric"])
-        history.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        history.grid(alpha=0.3)
-        history.legend()
-        if len(completed) >= 2 and keys:
-            scores = optuna.importance.get_param_importances(study)
-            names = list(scores)[::-1]
-            importance.barh(names, [scores[n] for n in names])
-            importance.set(title="parameter importance (fANOVA)", xlabel="share of the metric's variance")
-        else:
-            importance.text(0.5, 0.5, "importances need two complete trials", ha="center")
-            importance.set_axis_off()
-        figure.tight_layout()
-        written["plot"] = out_dir / "search.png"
-        figure.savefig(written["plot"])
-        plt.close("all")
-    return written
-
-
-@contextlib.contextmanager
-def warnings_quiet():
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-def open_study(name: str, storage: str, direction: str, sampler, pruner, attempts: int = 6) -> optuna.Study:
-    """Create or load the study. Processes starting at once on a new database race to create its
-    tables; the loser retries (SQLite also waits up to 60 s for a lock instead of failing)."""
-    import random
-    import time
-
-    import sqlalchemy.exc
-
-    engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-    for attempt in range(attempts):
-        try:
-            return optuna.create_study(study_name=name, storage=optuna.storages.RDBStorage(storage, engine_kwargs=engine_kwargs),
-                                       load_if_exists=True, direction=direction, sampler=sampler, pruner=pruner)
-        except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.IntegrityError, optuna.exceptions.DuplicatedStudyError):
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 + random.random())
-    raise AssertionError("unreachable")
+    def __init__(self, signum: int, line: str):
+        super().__init__(line)
+        self.signum = signum
 
 
 def search(space_path: Path, name: str, trials: int, timeout: float | None = None, storage: str | None = None,
-           output: str = "logs/search", extra: list[str] | None = None, echo=print) -> optuna.Study:
+           output: str = "logs/search", extra: list[str] | None = None, echo=print, heartbeat: int = 60,
+           command: str = "the same command") -> optuna.Study:
     extra = list(extra or [])
     if not is_integer(trials) or trials < 1:
         raise SearchSpaceError("--trials", trials, "an integer >= 1")
     if timeout is not None and not (is_finite_number(timeout) and timeout > 0):
         raise SearchSpaceError("--timeout", timeout, "a finite number of seconds > 0")
+    if not is_integer(heartbeat) or heartbeat < 1:
+        raise SearchSpaceError("--heartbeat", heartbeat, "an integer number of seconds >= 1")
     space = load_space(space_path)
     quiet_lightning(logging.WARNING)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # optuna logs a failed trial with its traceback; the search says what happened in its own lines.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if storage is not None:
+        check_storage(storage)  # the driver there and the database answering, before any folder
     check_keys(space, extra)
     out_dir = Path(output) / name
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{out_dir / 'study.db'}"
-    study = open_study(name, storage, space["direction"], optuna.samplers.TPESampler(seed=space["seed"]),
-                       make_pruner(space["pruner"]))
+    study = open_study(name, storage, space["direction"], TrialSeededTPE(space["seed"]), make_pruner(space["pruner"]),
+                       heartbeat)
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
     echo(f"search {name}: {done} trials done before, budget {trials}" + (f" or {timeout:g} s" if timeout else "")
-         + f"; storage {storage}")
+         + f"; storage {masked(storage)}")
 
     def progress(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         try:
@@ -338,12 +283,40 @@ def search(space_path: Path, name: str, trials: int, timeout: float | None = Non
             value = f"pruned after {len(trial.intermediate_values)} epochs"
         echo(f"trial {trial.number}: {value}  {' '.join(trial.user_attrs.get('flags', []))}  | {best}")
 
+    def results() -> dict:
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial shows as FAIL, not RUNNING
+        return write_results(study, space, out_dir, lambda flags: dump_config(base_args(space, extra) + flags))
+
     if done < trials:
-        study.optimize(make_objective(space, extra, out_dir / "trials"), timeout=timeout, catch=(RuntimeError,),
-                       callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
-    written = write_results(study, space, extra, out_dir)
+        previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+        try:
+            started: list[int] = []  # the numbers of this worker's trials
+            with HeartbeatWatch() as watch:
+                study.optimize(make_objective(space, extra, out_dir / "trials", started), timeout=timeout, catch=(RuntimeError,),
+                               callbacks=[optuna.study.MaxTrialsCallback(trials, states=finished), progress])
+        except (RunInterrupted, KeyboardInterrupt) as err:
+            signum = err.signum if isinstance(err, RunInterrupted) else signal.SIGINT
+            results()
+            trial = f" during trial {started[-1]} (marked FAIL)" if started else ""
+            raise SearchInterrupted(signum, f"search {name} stopped by {signal.Signals(signum).name}{trial}; finished "
+                                    f"trials are kept in {masked(storage)}; resume with: {command}") from None
+        except Exception as err:
+            lost = database_error(err) or watch.error
+            if lost is None:
+                raise
+            failure = unreachable(storage, lost)
+            failure.code = 1  # it answered when the search began: an outage, not a setting
+            raise failure from None
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    written = results()
     echo(f"written to {out_dir}/: {', '.join(p.name for p in written.values())}; tensorboard --logdir {out_dir / 'trials'}")
     return study
+
+
+def dump_config(args: list[str]) -> str:
+    cli = parse_quietly(args)
+    return cli.parser.dump(cli.config, skip_none=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -354,15 +327,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=None, help="stop starting trials after this many seconds")
     parser.add_argument("--storage", default=None, help="an Optuna storage URL shared by several machines "
                         "(default: sqlite:///<output>/<name>/study.db)")
+    parser.add_argument("--heartbeat", type=int, default=60, help="seconds between a running trial's heartbeats; a "
+                        "trial silent for twice that (its worker died) is marked FAIL and retried once")
     parser.add_argument("--output", default="logs/search")
     parser.add_argument("extra", nargs="*", help="more CLI flags for every trial, after --, e.g. -- --trainer.max_epochs=5")
-    args = parser.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(given)
+    command = " ".join(["python -m project.search", *(shlex.quote(masked(a)) for a in given)])
+    # Each trial's flags are passed as args; Lightning warns when it also sees sys.argv, and its
+    # warning would copy the storage URL, password included, into every trial's stdout.txt.
+    sys.argv = sys.argv[:1]
     try:
         check_folder_name("--name", args.name)
         check_output("--output", Path(args.output))
-        search(Path(args.space), args.name, args.trials, args.timeout, args.storage, args.output, args.extra)
+        search(Path(args.space), args.name, args.trials, args.timeout, args.storage, args.output, args.extra,
+               heartbeat=args.heartbeat, command=command)
+    except StorageError as err:
+        stop(err, code=err.code)
     except SettingError as err:
         stop(err)
+    except SearchInterrupted as err:
+        print(err, file=sys.stderr, flush=True)
+        sys.exit(128 + err.signum)
 
 
 if __name__ == "__main__":

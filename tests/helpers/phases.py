@@ -1,5 +1,5 @@
 """Pauses a run at one phase so a test can signal it there: each pause writes PHASE_DIR/<phase>
-and waits (up to 20 s, or until Lightning has seen a SIGTERM)."""
+and waits up to 20 s, until Lightning has seen a SIGTERM, or until the test writes PHASE_DIR/go."""
 
 import os
 import time
@@ -13,9 +13,10 @@ from project.data import ImageDataModule
 def pause(phase: str, trainer=None) -> None:
     if os.environ.get("PAUSE_AT") != phase:
         return
-    (Path(os.environ["PHASE_DIR"]) / phase).touch()
+    folder = Path(os.environ["PHASE_DIR"])
+    (folder / phase).touch()
     deadline = time.time() + 20
-    while time.time() < deadline and not getattr(trainer, "received_sigterm", False):
+    while time.time() < deadline and not getattr(trainer, "received_sigterm", False) and not (folder / "go").exists():
         time.sleep(0.05)
 
 
