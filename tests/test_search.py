@@ -58,6 +58,7 @@ def test_a_killed_search_resumes_where_it_stopped(tmp_path):
     again = search.search(space, "resume", trials=3, extra=TINY, echo=lines.append)
     assert "2 trials done before" in lines[0]
     assert len(again.trials) == 3 and [t.params for t in again.trials[:2]] == params
+    assert again.trials[2].params not in params  # the sequence continues; it is not replayed from the seed
     lines.clear()
     search.search(space, "resume", trials=3, extra=TINY, echo=lines.append)  # budget reached: no trial
     assert not any(line.startswith("trial ") for line in lines)
