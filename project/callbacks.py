@@ -30,9 +30,14 @@ class WeightPenalty(Callback):
 
     L1's subgradient ``l1 * sign(w)`` makes a weight oscillate around zero but never land on it.
     The ``proximal`` mode (the default) instead soft-thresholds each weight after every optimizer
-    step, ``w <- sign(w) * max(|w| - lr * l1, 0)`` (proximal gradient / ISTA, Tibshirani 1996;
+    step, ``w <- sign(w) * max(|w| - t, 0)`` (proximal gradient / ISTA, Tibshirani 1996;
     Beck & Teboulle 2009): weights the loss does not hold up become exactly zero, as the lasso
-    promises. With adaptive optimizers (Adam) the threshold ``lr * l1`` is a heuristic step size.
+    promises. The threshold ``t`` is the step the optimizer takes for that weight times ``l1``:
+    ``lr * l1`` for SGD; ``lr * l1 / (sqrt(v_hat) + eps)`` for Adam-family optimizers (v_hat: the
+    bias-corrected second moment), and likewise with RMSprop's and Adagrad's denominators, as in
+    preconditioned proximal methods (ProxGen, Yun et al. 2021). Where the subgradient ``l1 *
+    sign(w)`` passes through the same scaling, ``l1`` thus has a comparable strength in both modes;
+    a plain ``lr * l1`` under Adam would be thousands of times weaker than Adam's own steps.
     """
 
     def __init__(self, l1: float = 0.0, l2: float = 0.0, l1_mode: Literal["proximal", "subgradient"] = "proximal",
@@ -106,9 +111,9 @@ class WeightPenalty(Callback):
         penalized = {id(w) for w in self._params}
         with torch.no_grad():
             for group in optimizer.param_groups:
-                threshold = group["lr"] * self.l1
                 for w in group["params"]:
                     if id(w) in penalized:
+                        threshold = group["lr"] * self.l1 / step_denominator(optimizer.state.get(w, {}), group)
                         w.copy_(torch.sign(w) * (w.abs() - threshold).clamp_min_(0))
 
     def state_dict(self) -> dict:
@@ -122,6 +127,24 @@ class WeightPenalty(Callback):
         now = {k: v for k, v in self.state_dict().items() if k in saved}
         if saved != now:
             print(f"note: penalty settings {now} replace the checkpoint's {saved}", file=sys.stderr)
+
+
+def step_denominator(state: dict, group: dict) -> torch.Tensor | float:
+    """What the optimizer divides each weight's step by (1 for SGD): Adam's, AdamW's, NAdam's and
+    RAdam's sqrt(v / (1 - beta2^t)) + eps, RMSprop's sqrt(square average) + eps, Adagrad's
+    sqrt(sum of squares) + eps."""
+    if "exp_avg_sq" in state and "betas" in group:
+        second = state["max_exp_avg_sq"] if group.get("amsgrad") and "max_exp_avg_sq" in state else state["exp_avg_sq"]
+        step = float(state["step"])
+        return (second / (1 - group["betas"][1] ** step)).sqrt() + group["eps"]
+    if "square_avg" in state:
+        average = state["square_avg"]
+        if group.get("centered") and "grad_avg" in state:
+            average = average - state["grad_avg"] ** 2
+        return average.sqrt() + group["eps"]
+    if "sum" in state and "lr_decay" in group:
+        return state["sum"].sqrt() + group["eps"]
+    return 1.0
 
 
 class NonFiniteLossError(RuntimeError):

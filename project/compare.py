@@ -18,28 +18,23 @@ import inspect
 import io
 import json
 import logging
-import math
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
 
-from lightning.pytorch import Callback
-
+from project import compare_run
 from project.checks import MAX_SEED, check_folder_name, check_output
-from project.cli import CONFIG_DIR, ProjectCLI, RunInterrupted
+from project.cli import CONFIG_DIR, ProjectCLI
+from project.compare_curve import write_curve
 from project.compare_report import write_report, write_tables
 from project.compare_stats import summarize
 from project.errors import ArgumentParser, SettingError, choice, fail, from_line, is_integer, stop
-from project.hparams import flatten_settings
-from project.model import BIAS, CLEAN_ACC, GAP, TEST_ACC, VAL_ACC, VARIANCE, WEIGHT_NORM, ZERO_FRACTION
+from project.hparams import flatten_settings, write_study_views
 from project.progress import quiet_lightning
-from project.report import SUMMARY_FILE, read_summary
 
 EXPERIMENT_DIR = CONFIG_DIR / "experiment"
 TECHNIQUES = ["baseline", "l1", "l2", "weight_decay", "dropout", "batchnorm", "augment", "early_stopping",
@@ -51,23 +46,29 @@ class StudyInterrupted(Exception):
     """SIGINT or SIGTERM: the study stops at once."""
 
 
-_stop_signal: int | None = None
-
-
-def _on_signal(signum, frame) -> None:
-    global _stop_signal
-    _stop_signal = signum
-    raise KeyboardInterrupt  # inside a fit, Lightning saves interrupted.ckpt and exits the run
-
-
 def available_experiments() -> list[str]:
     return sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))
 
 
 def experiment_args(name: str) -> list[str]:
-    """The config files of one experiment: the baseline, then its own overrides."""
+    """The config files of one experiment: the baseline, then its own overrides. A point of a
+    sweep, ``<setting>=<value>``, is the baseline with that one setting changed."""
+    if "=" in name:
+        setting, _, value = name.partition("=")
+        return ["--config", str(EXPERIMENT_DIR / "baseline.yaml"), f"--{setting}={value}"]
     files = [EXPERIMENT_DIR / "baseline.yaml"] + ([EXPERIMENT_DIR / f"{name}.yaml"] if name != "baseline" else [])
     return [arg for f in files for arg in ("--config", str(f))]
+
+
+def sweep_points(sweep: str) -> list[str]:
+    """``data.train_size=100,200,500`` as the experiments ``data.train_size=100`` ... (one line if malformed)."""
+    setting, _, values = sweep.partition("=")
+    points = [v.strip() for v in values.split(",") if v.strip()]
+    if not setting.strip() or not points or setting.startswith("-"):
+        fail("--sweep", sweep, "<setting>=<value>,<value>,..., e.g. data.train_size=100,200,500,1000,3500")
+    if len(set(points)) < len(points):
+        fail("--sweep", sweep, "each value once", "repeats a value")
+    return [f"{setting.strip()}={v}" for v in points]
 
 
 def seed_args(seed: int, vary: str, data_seed: bool = True) -> list[str]:
@@ -94,10 +95,6 @@ def check_configs(names: list[str], extra: list[str], vary: str,
     the data sets the experiments use; and whether each one's data module takes a seed. With
     ``read_data`` each experiment's data is read too, so a size that does not fit stops here.
     """
-    unknown = sorted(set(names) - set(available_experiments()))
-    if unknown:
-        fail("--experiments", unknown[0], ", ".join(available_experiments()),
-             "is not an experiment of configs/experiment/")
     keys, datasets, seeded = {}, set(), {}
     for name in names:
         stderr = io.StringIO()
@@ -123,99 +120,7 @@ def check_configs(names: list[str], extra: list[str], vary: str,
     return keys, sorted(datasets), seeded
 
 
-class StudyProgress(Callback):
-    """One line per finished epoch of a study's run, on the study's own output."""
-
-    def __init__(self, label: str, out=None):
-        self.label, self.out = label, out or sys.__stdout__
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        m = trainer.callback_metrics
-        shown = "  ".join(f"{name} {float(m[tag]):+.3f}" if name == "gap" else f"{name} {float(m[tag]):.3f}"
-                          for name, tag in (("train(clean)", CLEAN_ACC), ("val", VAL_ACC), ("gap", GAP))
-                          if tag in m)
-        print(f"{self.label}  epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=self.out, flush=True)
-
-
-def run_one(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], key: str, label: str = "",
-            isolated: bool = False, data_seed: bool = True) -> dict:
-    """Train one experiment with one seed; its own output goes to stdout.txt in its log folder.
-
-    ``isolated`` runs it as its own ``python -m project`` process: needed when the trainer starts
-    processes of its own (DDP re-launches the command it was started with).
-    """
-    run_dir = runs_dir / name / f"seed_{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished earlier attempt is not half-counted
-    run_dir.mkdir(parents=True)
-    result: dict = {"experiment": name, "seed": seed, "vary": vary, "config_key": key}
-    args = run_args(name, seed, vary, runs_dir, extra, data_seed)
-    started = time.perf_counter()
-    failure = None
-    with open(run_dir / "stdout.txt", "w") as out:
-        if isolated:
-            done = subprocess.run([sys.executable, "-m", "project", *args], stdout=out, stderr=subprocess.STDOUT)
-            failure = f"exit {done.returncode}" if done.returncode else None
-        else:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
-                try:
-                    ProjectCLI(args=args, trainer_defaults={"callbacks": [StudyProgress(label)]})
-                except SystemExit as err:
-                    failure = None if err.code in (0, None) else f"exit {err.code}"
-                except (KeyboardInterrupt, RunInterrupted):
-                    failure = "interrupted"
-                except Exception as err:  # a failed run is reported, and the study goes on
-                    failure = f"{type(err).__name__}: {err}"
-    if failure and failure.startswith("exit "):  # the run's own last error line, now that its file is closed
-        failure = f"{failure}: {_last_line(run_dir / 'stdout.txt')}"
-    result["wall_s"] = time.perf_counter() - started
-    if _stop_signal is not None or failure == "interrupted":
-        result.update(status="interrupted", reason=f"stopped by signal {_stop_signal or signal.SIGINT}")
-    elif failure or not (run_dir / SUMMARY_FILE).exists():
-        result.update(status="failed", reason=(failure or f"no {SUMMARY_FILE} written").splitlines()[0][:300])
-    else:
-        result.update(status="ok", reason="", **_figures(run_dir))
-    (run_dir / "result.json").write_text(json.dumps(result, indent=1))
-    return result
-
-
-def _last_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line or line.startswith("error:")]
-    return (errors or lines or ["failed with no output"])[-1]
-
-
-def _figures(run_dir: Path) -> dict:
-    """The run's table figures: its summary.json (the tested weights' own figures) and its logged curves."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    summary = read_summary(run_dir)
-    weights, test = summary["tested_weights"], summary["test"]
-    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    events.Reload()
-    logged = events.Tags()["scalars"]
-    curves = {tag: [e.value for e in events.Scalars(tag)] if tag in logged else [] for tag in (CLEAN_ACC, VAL_ACC)}
-    val = curves[VAL_ACC]
-    weights = {key: weights.get(key, math.nan) for key in (CLEAN_ACC, GAP, BIAS, VARIANCE, WEIGHT_NORM, ZERO_FRACTION)}
-    # (nan where a data module of the user's own has no clean training subset)
-    return {"train_acc": weights[CLEAN_ACC], "best_val_acc": max(val), "test_acc": test[TEST_ACC],
-            "gap": weights[GAP], "bias": weights[BIAS], "variance": weights[VARIANCE],
-            "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
-            "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
-            "val_acc_curve": val, "train_acc_curve": curves[CLEAN_ACC]}
-
-
 # --- the study -----------------------------------------------------------------------------------
-
-
-def _worker_init(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
-    quiet_lightning(logging.WARNING)
 
 
 def default_jobs() -> int:
@@ -226,10 +131,17 @@ def default_jobs() -> int:
 
 def compare(experiments: list[str], seeds: list[int], name: str = "default", dataset: str | None = None,
             trainer_config: str | None = None, output: str = "logs/compare", extra: list[str] | None = None,
-            vary: str = "both", jobs: int = 1, echo=print) -> tuple[list[dict], list[dict]]:
+            vary: str = "both", jobs: int = 1, echo=print, replicate: bool = False,
+            sweep: str | None = None) -> tuple[list[dict], list[dict]]:
     """Run every (experiment, seed) not already finished with this configuration, then write the
-    tables and the report. Returns the rows and every run's result."""
+    tables and the report. Returns the rows and every run's result.
+
+    ``replicate`` also runs the seeds that follow ``seeds`` (as many, disjoint) and reports which
+    marks replicated; ``sweep`` (``setting=v1,v2,...``) runs the baseline at each value and draws the
+    learning curve over them."""
     extra = list(extra or [])
+    if sweep is not None:
+        experiments = sweep_points(sweep)
     if dataset:
         extra.append(f"--data.dataset={dataset}")
     if trainer_config:
@@ -238,16 +150,20 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
         extra = ["--config", trainer_config, *extra]
         jobs = 1  # its runs are processes of their own, possibly several each
     check_study(experiments, seeds, name, output, vary, jobs)
-    unknown = sorted(set(experiments) - set(available_experiments()))
+    second = [max(seeds) + 1 + i for i in range(len(seeds))] if replicate else []
+    if second and second[-1] > MAX_SEED:
+        fail("--seeds", ",".join(map(str, seeds)), f"seeds whose replicate set (the next {len(seeds)}) stays <= {MAX_SEED}")
+    unknown = sorted(set(e for e in experiments if "=" not in e) - set(available_experiments()))
     if unknown:
         fail("--experiments", unknown[0], ", ".join(available_experiments()),
              "is not an experiment of configs/experiment/")
     quiet_lightning(logging.WARNING)  # each run's own output goes to its stdout.txt
     # Every run ticks what the study varies in TensorBoard's hparams tab.
+    extra.append("--hparams.layout=false")  # the study draws one chart per experiment instead (write_study_views)
     extra.append(f"--hparams.varied=[{', '.join(varied_settings(experiments, vary))}]")
     keys, datasets, seeded = check_configs(experiments, extra, vary)
     return _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, seeded,
-                    isolated=trainer_config is not None)
+                    isolated=trainer_config is not None, second=second, sweep=sweep)
 
 
 def check_study(experiments: list[str], seeds: list[int], name: str, output: str, vary: str, jobs: int) -> None:
@@ -275,18 +191,21 @@ def varied_settings(experiments: list[str], vary: str) -> list[str]:
 
     keys = {"data/seed"} if vary in ("both", "data") else set()
     for name in experiments:
-        if name != "baseline":
+        if "=" in name:  # a sweep's setting, as the hparams tab names it
+            keys.add(name.partition("=")[0].replace(".init_args", "").replace(".", "/"))
+        elif name != "baseline":
             content = yaml.safe_load((EXPERIMENT_DIR / f"{name}.yaml").read_text()) or {}
             keys |= set(flatten_settings({k: v for k, v in content.items() if k in ("model", "data", "penalty")}))
     return sorted(keys)
 
 
-def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, seeded, isolated):
+def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, seeded, isolated, second,
+             sweep):
     out_dir = Path(output) / name
     runs_dir = out_dir / "runs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     todo, results = [], {}
-    pairs = [(e, s) for e in experiments for s in seeds]
+    pairs = [(e, s) for e in experiments for s in [*seeds, *second]]
     for experiment, seed in pairs:
         done = runs_dir / experiment / f"seed_{seed}" / "result.json"
         previous = json.loads(done.read_text()) if done.exists() else None
@@ -309,14 +228,14 @@ def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, da
         echo(f"[{finished:>3}/{len(todo)}] {result['experiment']} seed {result['seed']}: {summary}  "
              f"({result['wall_s']:.1f} s; study {elapsed / 60:.1f} min, about {left / 60:.1f} min left)")
 
-    previous_handlers = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous_handlers = {s: signal.signal(s, compare_run.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         if jobs == 1:
             for i, (experiment, seed) in enumerate(todo, 1):
                 label = f"[{i:>3}/{len(todo)}] {experiment} seed {seed}"
-                report(run_one(experiment, seed, vary, runs_dir, extra, keys[experiment], label, isolated,
-                               seeded[experiment]))
-                if _stop_signal is not None:
+                args = run_args(experiment, seed, vary, runs_dir, extra, seeded[experiment])
+                report(compare_run.run_one(experiment, seed, vary, args, runs_dir, keys[experiment], label, isolated))
+                if compare_run.stop_signal is not None:
                     break
         else:
             _run_parallel(todo, jobs, vary, runs_dir, extra, keys, seeded, report)
@@ -325,25 +244,32 @@ def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, da
     finally:
         for s, handler in previous_handlers.items():
             signal.signal(s, handler)
-    ordered = [results[p] for p in pairs if p in results]
+    ordered = [results[p] for p in pairs if p in results and p[1] in seeds]
     rows = summarize(ordered, experiments)
     title = f"make compare: {name}, {len(seeds)} seeds (vary {vary}), data set {', '.join(datasets)}"
-    write_tables(rows, out_dir, seeds, vary)
+    replicated = [results[p] for p in pairs if p in results and p[1] in second]
+    write_tables(rows, out_dir, seeds, vary, summarize(replicated, experiments) if second else None, second)
     write_report(rows, ordered, out_dir, title)
-    echo(f"\n{(out_dir / 'results.md').read_text()}\nwritten to {out_dir}/ (results.csv, results.md, report.png); "
-         f"tensorboard --logdir {runs_dir}")
-    if _stop_signal is not None:
-        raise StudyInterrupted(f"stopped by signal {_stop_signal}; rerun the same command to finish the study")
+    written = ["results.csv", "results.md", "report.png"] + (["results_replicate.csv", "conclusions.md"] if second else [])
+    if sweep:
+        write_curve(sweep, rows, ordered, out_dir, title)
+        written += ["curve.md", "curve.png"]
+    write_study_views(runs_dir, ordered + replicated)
+    echo(f"\n{(out_dir / 'results.md').read_text()}" + (f"\n{(out_dir / 'curve.md').read_text()}" if sweep else "")
+         + f"\nwritten to {out_dir}/ ({', '.join(written)}); tensorboard --logdir {runs_dir}")
+    ordered += replicated
+    if compare_run.stop_signal is not None:
+        raise StudyInterrupted(f"stopped by signal {compare_run.stop_signal}; rerun the same command to finish the study")
     return rows, ordered
 
 
 def _run_parallel(todo, jobs, vary, runs_dir, extra, keys, seeded, report) -> None:
     threads = max(1, default_jobs() // jobs)
-    executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+    executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=compare_run.worker_init,
                                    initargs=(threads,))
     try:
-        pending = {executor.submit(run_one, e, s, vary, runs_dir, extra, keys[e], f"[{i:>3}/{len(todo)}] {e} seed {s}",
-                                   False, seeded[e]) for i, (e, s) in enumerate(todo, 1)}
+        pending = {executor.submit(compare_run.run_one, e, s, vary, run_args(e, s, vary, runs_dir, extra, seeded[e]),
+                                   runs_dir, keys[e], f"[{i:>3}/{len(todo)}] {e} seed {s}") for i, (e, s) in enumerate(todo, 1)}
         while pending:
             done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
             for future in done:
@@ -358,7 +284,7 @@ def _run_parallel(todo, jobs, vary, runs_dir, extra, keys, seeded, report) -> No
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m project.compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--experiments", default=",".join(TECHNIQUES),
+    parser.add_argument("--experiments", default=None,
                         help=f"comma-separated names from configs/experiment/ (default: {','.join(TECHNIQUES)})")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: 0,1,2,3,4)")
     parser.add_argument("--vary", default="both", choices=VARY,
@@ -368,6 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="default", help="the study's folder under --output")
     parser.add_argument("--dataset", default=None, help="override data.dataset for every run (digits, mnist5k ...)")
     parser.add_argument("--trainer-config", default=None, help="a trainer config, e.g. configs/trainer/ddp.yaml")
+    parser.add_argument("--replicate", action="store_true",
+                        help="also run as many further seeds (disjoint) and report which marks replicated")
+    parser.add_argument("--sweep", default=None, help="a learning curve: the baseline at each value of one setting, "
+                        "e.g. data.train_size=100,200,500,1000,3500 (replaces --experiments)")
     parser.add_argument("--output", default="logs/compare")
     parser.add_argument("extra", nargs="*", help="more CLI flags for every run, after --, e.g. -- --trainer.max_epochs=5")
     args = parser.parse_args(argv)
@@ -375,17 +305,21 @@ def main(argv: list[str] | None = None) -> None:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         stop(SettingError("--seeds", args.seeds, "comma-separated integers, e.g. 0,1,2"))
-    experiments = [e.strip() for e in args.experiments.split(",") if e.strip()]
+    if args.sweep is not None and args.experiments is not None:
+        stop(SettingError("--experiments", args.experiments, "either --experiments or --sweep",
+                          f"cannot go with --sweep={args.sweep} (a sweep's experiments are its points)"))
+    experiments = [e.strip() for e in (args.experiments if args.experiments is not None else ",".join(TECHNIQUES))
+                   .split(",") if e.strip()]
     try:
         rows, results = compare(experiments, seeds, args.name, args.dataset, args.trainer_config, args.output,
-                                args.extra, args.vary, args.jobs)
+                                args.extra, args.vary, args.jobs, replicate=args.replicate, sweep=args.sweep)
     except SettingError as err:
         stop(err)
     except OSError as err:  # a disk that fills, a folder that became unwritable mid-study
         stop(SettingError("--output", args.output, "a folder with free space this user can write",
                           f"failed: {err.strerror or err}"), code=1)
     except StudyInterrupted as err:
-        stop(err, code=128 + (_stop_signal or signal.SIGINT))
+        stop(err, code=128 + (compare_run.stop_signal or signal.SIGINT))
     failed = [r for r in results if r["status"] != "ok"]
     if failed:
         print(f"error: {len(failed)} of {len(results)} runs failed (see the table); the rest are in the results",

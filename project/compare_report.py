@@ -6,18 +6,26 @@ import csv
 import math
 from pathlib import Path
 
-from project.compare_stats import METRICS
+from project.compare_stats import MARKED, METRICS, replication
+
+NAMES = {"test_acc": "test accuracy", "gap": "gap"}
 
 
-def write_tables(rows: list[dict], out_dir: Path, seeds: list[int], vary: str) -> None:
-    columns = list(rows[0])
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+def _cell(mean: float, ci: float, digits: int, sign: str = "") -> str:
+    return f"{mean:{sign}.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
+
+
+def table(rows: list[dict], seeds: list[int], vary: str) -> list[str]:
+    """The study's table as Markdown lines: each figure's mean ± 95% half-width, and for test
+    accuracy and gap the paired difference from the baseline, marked * where it holds after the
+    Holm correction."""
     header = ["experiment", *METRICS.values(), "runs"]
-    lines = [f"Mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))}; "
-             f"vary {vary}); * : the 95% interval excludes the baseline's mean.", "",
+    header.insert(header.index("test acc") + 1, "Δ test acc")
+    header.insert(header.index("gap (clean train - val)") + 1, "Δ gap")
+    lines = [f"Mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))}; vary {vary}). "
+             "Δ: the experiment minus the baseline on the same seed (same split, subset and initialization "
+             "stream), mean ± 95% paired-t half-width; * : different from 0 after a Holm correction over the "
+             f"{2 * max(0, len(rows) - 1)} comparisons of the table (p < 0.05).", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         if not row["runs_ok"]:
@@ -25,14 +33,72 @@ def write_tables(rows: list[dict], out_dir: Path, seeds: list[int], vary: str) -
             continue
         cells = []
         for metric in METRICS:
-            mean, ci = row[f"{metric}_mean"], row[f"{metric}_ci95"]
             digits = 1 if metric in ("epochs_to_best", "wall_s", "weight_norm") else 3
             sign = "+" if metric in ("gap", "variance", "bias") else ""
-            text = f"{mean:{sign}.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
-            cells.append(text + (" *" if row.get(f"{metric}_differs") else ""))
+            cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_ci95"], digits, sign))
+            if metric in MARKED:
+                diff = row[f"{metric}_diff_mean"]
+                cells.append("" if math.isnan(diff) else _cell(diff, row[f"{metric}_diff_ci95"], 3, "+")
+                             + (" *" if row[f"{metric}_differs"] else ""))
         runs = f"{row['runs_ok']}" + (f" ({row['runs_failed']} failed: {row['failure']})" if row["runs_failed"] else "")
         lines.append("| " + " | ".join([row["experiment"], *cells, runs]) + " |")
+    return lines
+
+
+def _csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_tables(rows: list[dict], out_dir: Path, seeds: list[int], vary: str, second: list[dict] | None = None,
+                 second_seeds: list[int] | None = None) -> None:
+    """results.csv and results.md; with a second seed set, results_replicate.csv, its table, and
+    conclusions.md: what replicated."""
+    _csv(rows, out_dir / "results.csv")
+    lines = table(rows, seeds, vary)
+    if second is not None:
+        _csv(second, out_dir / "results_replicate.csv")
+        found = replication(rows, second)
+        text = conclusions(found, seeds, second_seeds)
+        (out_dir / "conclusions.md").write_text("\n".join(text) + "\n")
+        lines += ["", f"Replication on seeds {', '.join(map(str, second_seeds))}:", "", *table(second, second_seeds, vary),
+                  "", *text]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2 else \
+        ",".join(map(str, seeds))
+
+
+def _figure(row: dict, metric: str) -> str:
+    mean, ci = row[f"{metric}_diff_mean"], row[f"{metric}_diff_ci95"]
+    return f"{mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}]"
+
+
+def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[int]) -> list[str]:
+    """One line per comparison that replicated (marked on both seed sets, same sign), with the
+    figures of both; then the marks that did not replicate, which the lab does not claim."""
+    a, b = _seeds(first_seeds), _seeds(second_seeds)
+    lines = [f"Replicated (paired difference from the baseline [95% interval], marked after the Holm correction on "
+             f"seeds {a} and again on the disjoint seeds {b}):"]
+    held = [f for f in found if f["replicated"]]
+    for f in held:
+        lines.append(f"- **{f['experiment']}**: {NAMES[f['metric']]} {_figure(f['first'], f['metric'])} on seeds {a}, "
+                     f"{_figure(f['second'], f['metric'])} on seeds {b}")
+    if not held:
+        lines.append("- nothing")
+    lines.append("Marked on one seed set only, so not claimed:")
+    missed = [f for f in found if not f["replicated"]]
+    for f in missed:
+        where = a if f["first"][f"{f['metric']}_differs"] else b
+        lines.append(f"- {f['experiment']}: {NAMES[f['metric']]} {_figure(f['first'], f['metric'])} on seeds {a}, "
+                     f"{_figure(f['second'], f['metric'])} on seeds {b} (marked on seeds {where} only)")
+    if not missed:
+        lines.append("- nothing")
+    return lines
 
 
 def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str) -> None:

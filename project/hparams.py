@@ -6,6 +6,10 @@ ticked and listed first. A run of its own ticks the settings it changed from the
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -168,3 +172,33 @@ def flatten_settings(config: dict) -> dict[str, object]:
 
     walk("", config)
     return flat
+
+
+STUDY_MEANS = "mean_of_seeds"  # the study's own TensorBoard run, beside the experiments' folders
+
+
+def write_study_views(runs_dir: Path, results: list[dict]) -> Path:
+    """A study's Custom Scalars tab: one chart per experiment, its clean-train and validation accuracy
+    averaged over its seeds (two lines, not one line per run of the study), written as the run
+    ``mean_of_seeds`` under the study's runs folder. Rewritten whole at every report."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder = Path(runs_dir) / STUDY_MEANS
+    shutil.rmtree(folder, ignore_errors=True)
+    experiments = list(dict.fromkeys(r["experiment"] for r in results if r["status"] == "ok"))
+    layout = {}
+    writer = SummaryWriter(str(folder))
+    try:
+        for name in experiments:
+            runs = [r for r in results if r["experiment"] == name and r["status"] == "ok"]
+            for key, tag in (("train_acc_curve", "clean_train_acc"), ("val_acc_curve", "val_acc")):
+                longest = max(len(r[key]) for r in runs)
+                for epoch in range(longest):  # the runs still going at that epoch (early stopping ends some)
+                    values = [r[key][epoch] for r in runs if len(r[key]) > epoch]
+                    writer.add_scalar(f"{name}/{tag}", sum(values) / len(values), epoch)
+            layout[f"{name} ({len(runs)} seeds)"] = ["Multiline", [f"^{re.escape(name)}/clean_train_acc$",
+                                                                    f"^{re.escape(name)}/val_acc$"]]
+        writer.add_custom_scalars({"study: clean train vs validation accuracy, mean of seeds": layout})
+    finally:
+        writer.close()
+    return folder

@@ -249,6 +249,7 @@ class ConvNet(Network):
         init: str = "kaiming_normal",
         init_kwargs: dict[str, float] | None = None,
         activation_gain: bool = False,
+        width: float = 1.0,
     ):
         """
         Args:
@@ -256,6 +257,8 @@ class ConvNet(Network):
             num_classes: number of outputs, filled in from the data module.
             widths: output channels of each conv block.
             hidden: width of the classifier head's hidden layer (0 for a single linear layer).
+            width: a multiplier of every conv width and of hidden (rounded, at least 1): the
+                network's size as one number, for a model-size learning curve (--sweep).
             norm: normalization after each conv and in the head: batch, layer, instance, group, none.
             norm_groups: number of groups for norm=group (must divide every width).
             activation: relu, leaky_relu, elu, gelu, silu, tanh or sigmoid.
@@ -269,14 +272,18 @@ class ConvNet(Network):
                 textbook Glorot Var 2/(n_in+n_out) and He Var 2/((1+a^2) n_in). The output layer gets gain 1.
         """
         super().__init__()
-        channels, height, width = _check_input(input_shape, num_classes)
+        if not (is_finite_number(width) and width > 0):
+            fail("width", width, "a number > 0 (a multiplier of widths and hidden)")
+        widths = [max(1, round(w * width)) for w in widths]
+        hidden = max(1, round(hidden * width)) if hidden > 0 else hidden
+        channels, height, image_width = _check_input(input_shape, num_classes)
         _check_common(widths, "widths", dropout, norm, activation, init)
         if not 0.0 <= conv_dropout < 1.0:
             fail("conv_dropout", conv_dropout, "a number in [0, 1)")
         if hidden < 0:
             fail("hidden", hidden, "an integer >= 0 (0: no hidden layer)")
         blocks: list[nn.Module] = []
-        size = min(height, width)
+        size = min(height, image_width)
         for out in widths:
             norm_layer = make_norm(norm, out, 2, norm_groups)
             block = [nn.Conv2d(channels, out, 3, padding=1, bias=not _is_affine_norm(norm_layer)), norm_layer,

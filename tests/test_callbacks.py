@@ -159,3 +159,38 @@ def test_l1_proximal_makes_exact_zeros_and_subgradient_does_not(make_trainer):
     metrics, weights = _l1_run(make_trainer, "subgradient")
     assert (weights == 0).sum() == 0 and metrics["weights/zero_fraction"].item() == 0
     assert metrics["weights/near_zero_fraction"].item() > 0  # small, never exactly zero
+
+
+def test_proximal_l1_under_adam_thresholds_by_each_weights_own_step(make_trainer):
+    class TinyAdam(Tiny):
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.01)
+
+    model = TinyAdam()
+    twin = copy.deepcopy(model.net)
+    optimizer = torch.optim.Adam(twin.parameters(), lr=0.01)
+    l1 = 1e-3
+    make_trainer(max_steps=2, callbacks=[WeightPenalty(l1=l1)]).fit(model, loader())
+    # the same two steps by hand: Adam's step, then w <- sign(w) max(|w| - lr l1 / (sqrt(v_hat) + eps), 0)
+    for x, y in (loader().dataset[:8], loader().dataset[8:]):
+        optimizer.zero_grad()
+        F.cross_entropy(twin(x), y).backward()
+        optimizer.step()
+        with torch.no_grad():
+            for index in (0, 2):
+                w = twin[index].weight
+                state = optimizer.state[w]
+                v_hat = state["exp_avg_sq"] / (1 - 0.999 ** float(state["step"]))
+                w.copy_(torch.sign(w) * (w.abs() - 0.01 * l1 / (v_hat.sqrt() + 1e-8)).clamp_min(0))
+    for (name, p), want in zip(model.net.named_parameters(), twin.parameters()):
+        assert torch.allclose(p.detach(), want.detach(), atol=1e-6), name
+
+
+def test_l1_at_1e_3_makes_exact_zeros_under_adam(make_trainer):
+    model = ImageClassifier(net=lambda s, c: MLP(s, c, hidden=[32], norm="none", dropout=0.0),
+                            optimizer=lambda p: torch.optim.Adam(p, lr=0.002), channels_last=False)
+    trainer = make_trainer(max_epochs=3, num_sanity_val_steps=0, callbacks=[WeightPenalty(l1=1e-3)])
+    trainer.fit(model, ImageDataModule(batch_size=32, augment=[]))
+    weights = torch.cat([model.net.blocks[0][0].weight.flatten(), model.net.head.weight.flatten()])
+    # with a plain lr * l1 = 2e-6 threshold this was 0 exact zeros
+    assert (weights == 0).float().mean().item() > 0.05

@@ -11,6 +11,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import project.compare as lab
+import project.compare_run as compare_run
 from project.compare_stats import METRICS
 from tests.test_bad_inputs import assert_one_line
 
@@ -141,8 +142,8 @@ def test_sigterm_stops_the_study_and_records_the_run_as_interrupted(tmp_path, ex
     assert result["status"] == "interrupted"
     assert not (runs / "dropout").exists()  # the next run did not start
     assert (runs / "baseline" / "seed_0" / "checkpoints" / "interrupted.ckpt").exists()
-    assert signal.getsignal(signal.SIGTERM) is not lab._on_signal  # handlers restored
-    lab._stop_signal = None
+    assert signal.getsignal(signal.SIGTERM) is not compare_run.on_signal  # handlers restored
+    compare_run.stop_signal = None
 
 
 @pytest.mark.slow  # an end-to-end run of several processes; make test-all
@@ -219,6 +220,15 @@ COMPARE_BAD = [
     (["--", "--data.train_size=100000"], "data.train_size=100000 is larger than the training split"),
     (["--", "--trainer.max_epochs=ten"], "trainer.max_epochs=ten is not valid"),
     (["--", "--nonsense=1"], "nonsense=1 is not a setting"),
+    (["--sweep", "data.train_size"], "--sweep=data.train_size; allowed: <setting>=<value>"),
+    (["--sweep", "data.train_size="], "--sweep=data.train_size="),
+    (["--sweep", "=1,2"], "--sweep==1,2"),
+    (["--sweep", "data.train_size=100,100"], "--sweep=data.train_size=100,100 repeats a value"),
+    (["--sweep", "data.train_size=100,abc"], "data.train_size=abc"),
+    (["--sweep", "data.nonsense=1,2"], "data.nonsense=1"),
+    (["--sweep", "model.net.init_args.width=0,1"], "model.net.width=0"),
+    (["--experiments", "baseline", "--sweep", "data.train_size=100,200"], "--experiments=baseline cannot go with --sweep"),
+    (["--seeds", "4294967295", "--replicate"], "--seeds=4294967295"),
 ]
 
 
@@ -227,7 +237,74 @@ def test_bad_compare_input_is_one_line_before_any_folder(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a_file").write_text("")
     with pytest.raises(SystemExit) as done:
-        lab.main(["--experiments", "baseline", "--seeds", "0", *flags] if flags[:1] != ["--experiments"] else flags)
+        lab.main(flags if flags[:1] == ["--experiments"] else ["--seeds", "0", *flags] if "--sweep" in flags
+                 else ["--experiments", "baseline", "--seeds", "0", *flags])
     captured = capsys.readouterr()
     assert_one_line(done.value.code, captured.out, captured.err, named)
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_sweep_draws_a_learning_curve_and_replicate_runs_disjoint_seeds(tmp_path, experiments):
+    lines = []
+    rows, results = lab.compare([], [0, 1], name="curve", output=str(tmp_path / "out"), extra=TINY, echo=lines.append,
+                                sweep="data.train_size=50,100", replicate=True)
+    out = tmp_path / "out" / "curve"
+    assert [r["experiment"] for r in rows] == ["data.train_size=50", "data.train_size=100"]
+    assert sorted({r["seed"] for r in results}) == [0, 1, 2, 3]  # the replicate set: the next two seeds
+    assert (out / "runs" / "data.train_size=50" / "seed_3" / "result.json").exists()
+    curve = (out / "curve.md").read_text().splitlines()
+    point = next(line for line in curve if line.startswith("| 100 |"))
+    runs = [r for r in results if r["experiment"] == "data.train_size=100" and r["seed"] in (0, 1)]
+    train = sum(r["train_acc"] for r in runs) / 2
+    assert point.split(" | ")[1].startswith(f"{train:.3f} ± ")  # the mean of the first seed set's runs
+    assert point.split(" | ")[4].startswith(f"{1 - train:+.3f}")  # bias = 1 - clean train accuracy
+    assert (out / "curve.png").stat().st_size > 20_000
+    assert (out / "conclusions.md").read_text().startswith("Replicated (paired difference")
+    assert "Replication on seeds 2, 3:" in (out / "results.md").read_text()
+    # the study's Custom Scalars: one chart per experiment, two lines each, means of the seeds
+    means = EventAccumulator(str(out / "runs" / "mean_of_seeds"))
+    means.Reload()
+    assert sorted(means.Tags()["scalars"]) == sorted(f"data.train_size={n}/{tag}" for n in (50, 100)
+                                                     for tag in ("clean_train_acc", "val_acc"))
+    seeds = [r for r in results if r["experiment"] == "data.train_size=50"]
+    assert means.Scalars("data.train_size=50/val_acc")[0].value == pytest.approx(
+        sum(r["val_acc_curve"][0] for r in seeds) / len(seeds), abs=1e-6)
+
+
+# Each lab experiment changes only its technique's settings against the baseline (prefixes of the
+# resolved configuration's keys); early stopping's technique includes testing the best checkpoint.
+TECHNIQUE_KEYS = {"l1": ["penalty.l1"], "l2": ["penalty.l2"],
+                  "weight_decay": ["model.optimizer.class_path", "model.optimizer.init_args.weight_decay",
+                                   "model.optimizer.init_args.decoupled_weight_decay"],  # AdamW = Adam + this
+                  "dropout": ["model.net.init_args.dropout", "model.net.init_args.conv_dropout"],
+                  "batchnorm": ["model.net.init_args.norm"], "augment": ["data.init_args.augment"],
+                  "early_stopping": ["early_stopping", "test_ckpt"], "label_smoothing": ["model.label_smoothing"]}
+
+
+def _resolved(capsys, name: str) -> dict:
+    import yaml
+
+    from project.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["fit", *lab.experiment_args(name), "--print_config"])
+    flat = {}
+
+    def walk(prefix, value):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        else:
+            flat[prefix] = value
+    walk("", yaml.safe_load(capsys.readouterr().out))
+    return flat
+
+
+def test_each_experiment_changes_only_its_technique(capsys):
+    baseline = _resolved(capsys, "baseline")
+    for name, allowed in TECHNIQUE_KEYS.items():
+        config = _resolved(capsys, name)
+        changed = sorted(k for k in set(config) | set(baseline) if config.get(k) != baseline.get(k))
+        assert changed, f"{name} changes nothing"
+        stray = [k for k in changed if not any(k == a or k.startswith(f"{a}.") for a in allowed)]
+        assert not stray, f"{name} also changes {stray}"

@@ -20,7 +20,7 @@ def test_the_table_and_report_show_every_experiment(tmp_path):
     write_tables(rows, tmp_path, [0, 1, 2], "both")
     table = (tmp_path / "results.md").read_text().splitlines()
     dropout = next(line for line in table if line.startswith("| dropout |"))
-    assert "0.960 ± 0.025 *" in dropout  # mean 0.96, t(2 df) x 0.01 / sqrt 3 = 0.0248, outside the baseline's
+    assert "| 0.960 ± 0.025 | +0.050 ± 0.000 * |" in dropout  # 0.05 better on every seed: the paired difference
     assert any(line.startswith("| broken | failed: exit 2: bad") for line in table)
     write_report(rows, results, tmp_path, "a study")
     assert (tmp_path / "report.png").stat().st_size > 20_000
