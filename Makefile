@@ -19,8 +19,11 @@ NAME ?= default
 SPACE ?= configs/search/default.yaml
 TRIALS ?= 20
 STORAGE ?=
+REPLICATE ?=
+SWEEP ?= data.train_size=100,200,500,1000,3500
+CURVE_SEEDS ?= 0,1,2
 
-.PHONY: help install train lr-find test test-all lint tensorboard compare search bench bench-quick clean
+.PHONY: help install train lr-find test test-all lint tensorboard compare curve search bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -52,9 +55,14 @@ test-all: install ## run every test: the default suite, then the slow ones one a
 lint: install ## ruff over the package and the tests (settings in pyproject.toml)
 	$(BIN)/ruff check project tests
 
-compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME=)
+compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME= REPLICATE=1)
 	$(BIN)/python -m project.compare --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \
-		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) $(if $(ARGS),-- $(ARGS))
+		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) \
+		$(if $(REPLICATE),--replicate) $(if $(ARGS),-- $(ARGS))
+
+curve: install ## a learning curve: the baseline over one setting's values, write logs/compare/curve_NAME/ (SWEEP= SEEDS=0,1,2)
+	$(BIN)/python -m project.compare --sweep $(SWEEP) --seeds $(CURVE_SEEDS) --name curve_$(NAME) $(if $(JOBS),--jobs $(JOBS)) \
+		$(if $(ARGS),-- $(ARGS))
 
 search: install ## Optuna search over a YAML space, write logs/search/NAME/ (SPACE= TRIALS=20 NAME= STORAGE= ARGS=)
 	$(BIN)/python -m project.search --space $(SPACE) --trials $(TRIALS) --name $(NAME) \

@@ -102,8 +102,9 @@ def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[in
 
 
 def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str) -> None:
-    """report.png: clean-train and validation curves per experiment (mean and band over seeds),
-    gap and test error with 95% CI whiskers, and the weights' L2 norm and zero fraction."""
+    """report.png: clean-train and validation accuracy per experiment (mean and band over the seeds
+    still training at each epoch, a note where early stopping ended runs), then test accuracy and
+    the gap with 95% intervals, and the weights' L2 norm and zero fraction."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,27 +116,32 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
         return
     columns = min(5, len(shown))
     curve_rows = math.ceil(len(shown) / columns)
-    fig = plt.figure(figsize=(4 * columns, 3.2 * curve_rows + 4.2), dpi=100)
+    fig = plt.figure(figsize=(4.2 * columns, 3.4 * curve_rows + 4.6), dpi=100)
     grid = fig.add_gridspec(curve_rows + 1, 3 * columns, height_ratios=[1] * curve_rows + [1.3])
-    lows = []
-    curves_by_experiment = {}
+    curves_by_experiment, lengths = {}, {}
     for row in shown:
         runs = [r for r in results if r["experiment"] == row["experiment"] and r["status"] == "ok"]
-        length = min(len(r["val_acc_curve"]) for r in runs)
-        curves = {key: np.array([r[key][:length] for r in runs]) for key in ("train_acc_curve", "val_acc_curve")}
-        curves_by_experiment[row["experiment"]] = curves
-        lows.append(curves["val_acc_curve"].mean(axis=0)[min(length - 1, max(1, length // 5)):].min())
-    low = max(0.0, min(lows) - 0.03)
+        lengths[row["experiment"]] = [len(r["val_acc_curve"]) for r in runs]
+        curves_by_experiment[row["experiment"]] = {
+            key: [r[key] for r in runs] for key in ("train_acc_curve", "val_acc_curve")}
+    # every epoch from the first is on the axes: the lowest mean anywhere sets the bottom
+    low = min(min(_ragged(c)[0].min() for c in curves.values()) for curves in curves_by_experiment.values())
+    low = max(0.0, math.floor((low - 0.02) * 20) / 20)
     for i, row in enumerate(shown):
         ax = fig.add_subplot(grid[i // columns, 3 * (i % columns): 3 * (i % columns) + 3])
         for key, color, label in (("train_acc_curve", "tab:blue", "train (clean)"), ("val_acc_curve", "tab:orange", "val")):
-            values = curves_by_experiment[row["experiment"]][key]
-            epochs = np.arange(1, values.shape[1] + 1)
-            mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(values) > 1 else 0 * values[0]
+            mean, std = _ragged(curves_by_experiment[row["experiment"]][key])
+            epochs = np.arange(1, len(mean) + 1)
             ax.plot(epochs, mean, color=color, label=label, linewidth=1.6)
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         ax.set_ylim(low, 1.005)
-        ax.set_title(f"{row['experiment']}  (n={row['runs_ok']})", fontsize=10)
+        ax.set_title(f"{row['experiment']}  (n={row['runs_ok']})", fontsize=9)
+        ended = sorted(lengths[row["experiment"]])
+        if ended[0] != ended[-1]:  # early stopping ended some runs: the curves average those still going
+            for epoch in sorted(set(ended[:-1])):
+                ax.axvline(epoch, color="gray", linestyle=":", linewidth=0.8)
+            ax.text(0.02, 0.03, f"stopped early at epochs {', '.join(map(str, ended))}", transform=ax.transAxes,
+                    fontsize=7, color="dimgray")
         ax.grid(alpha=0.3)
         if i == 0:
             ax.legend(fontsize=8, loc="lower right")
@@ -144,31 +150,47 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
             ax.set_xlabel("epoch")
     names = [r["experiment"] for r in shown]
     x = np.arange(len(shown))
-    panels = [("gap_mean", "gap_ci95", "gap: clean train acc - val acc", None),
-              ("test_acc_mean", "test_acc_ci95", "test error: 1 - test acc", lambda v: 1 - v),
-              ("weight_norm_mean", "weight_norm_ci95", "weight L2 norm (bars); zero fraction (dots)", None)]
-    width = columns
-    for j, (mean_key, ci_key, label, transform) in enumerate(panels):
-        ax = fig.add_subplot(grid[curve_rows, j * width: (j + 1) * width])
+    panels = [("test_acc_mean", "test_acc_ci95", "test accuracy (95% CI)"),
+              ("gap_mean", "gap_ci95", "gap: clean train acc - val acc (95% CI)"),
+              ("weight_norm_mean", "weight_norm_ci95", "weight L2 norm (bars), zero fraction (dots)")]
+    for j, (mean_key, ci_key, label) in enumerate(panels):
+        ax = fig.add_subplot(grid[curve_rows, j * columns: (j + 1) * columns])
         means = np.array([r[mean_key] for r in shown])
-        means = transform(means) if transform else means
         cis = np.nan_to_num(np.array([r[ci_key] for r in shown]))
         colors = ["tab:gray" if n == "baseline" else "tab:blue" for n in names]
-        ax.bar(x, means, yerr=cis, color=colors, capsize=3)
-        base = shown[names.index("baseline")] if "baseline" in names else None
-        if base is not None:
-            ax.axhline(transform(base[mean_key]) if transform else base[mean_key], color="black", linestyle="--",
-                       linewidth=1, label="baseline mean")
-            ax.legend(fontsize=8)
         if mean_key == "weight_norm_mean":
+            ax.bar(x, means, yerr=cis, color=colors, capsize=3)
             twin = ax.twinx()
             twin.plot(x, [r["zero_fraction_mean"] for r in shown], "o", color="tab:red")
-            twin.set_ylabel("fraction of weights exactly 0", color="tab:red")
+            twin.set_ylabel("fraction of weights exactly 0", color="tab:red", fontsize=8)
             twin.set_ylim(0, max(0.05, 1.1 * max(r["zero_fraction_mean"] for r in shown)))
+        else:  # points with whiskers: an accuracy axis need not start at 0 to be honest
+            ax.errorbar(x, means, yerr=cis, fmt="none", ecolor="black", capsize=4, linewidth=1)
+            ax.scatter(x, means, c=colors, zorder=3)
+            marked = [k for k, r in enumerate(shown) if r.get(f"{mean_key[:-5]}_differs")]
+            if marked:
+                ax.scatter(x[marked], means[marked], marker="*", s=140, color="tab:red", zorder=4,
+                           label="differs from baseline (paired, Holm)")
+        if "baseline" in names:
+            ax.axhline(shown[names.index("baseline")][mean_key], color="black", linestyle="--", linewidth=1,
+                       label="baseline mean")
+        ax.legend(fontsize=7, loc="best")
         ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
-        ax.set_title(label + "  (95% CI)", fontsize=10)
+        ax.set_title(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=12)
     fig.tight_layout()
     fig.savefig(out_dir / "report.png")
     plt.close(fig)
+
+
+def _ragged(curves: list[list[float]]):
+    """Mean and std at each epoch over the runs that reached it (runs stopped early end sooner)."""
+    import numpy as np
+
+    longest = max(len(c) for c in curves)
+    mean, std = np.zeros(longest), np.zeros(longest)
+    for epoch in range(longest):
+        values = np.array([c[epoch] for c in curves if len(c) > epoch])
+        mean[epoch], std[epoch] = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
+    return mean, std

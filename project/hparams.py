@@ -35,6 +35,7 @@ from project.monitor import tensorboard_writer
 HPARAM_METRICS = (TEST_ACC, VAL_ACC_BEST, GAP, TEST_LOSS, VAL_ACC, VAL_LOSS, CLEAN_ACC, TRAIN_ACC, BIAS, VARIANCE,
                   WEIGHT_NORM, ZERO_FRACTION)
 RUN_KEY = "Run"  # the run's short name in the hparams tab
+STUDY_KEY = "Experiment"  # in a study: the experiment (the trial ID already names the run)
 # The settings of the trainer and the penalty the tab shows (the model's and data's are all shown).
 TRAINER_KEYS = ("precision", "max_epochs", "accumulate_grad_batches")
 PENALTY_KEYS = ("l1", "l2")
@@ -86,10 +87,13 @@ class HParams(Callback):
             return
         if self.layout:
             writer.add_custom_scalars(CHART_LAYOUT)
-        params = {RUN_KEY: run_name(trainer), **run_configuration(trainer, pl_module)}
-        # In a study, what it varies; alone, what this run changed from the defaults.
-        varied = self.varied or [k for k, v in params.items() if k in self.defaults and self.defaults[k] != v]
-        marked = {RUN_KEY, *varied}
+        settings = run_configuration(trainer, pl_module)
+        if self.varied:  # a study: its experiment and what it varies, so the metrics fit beside them
+            params = {STUDY_KEY: study_label(trainer), **{k: settings.get(k) for k in self.varied}}
+            marked = set(params)
+        else:  # alone: every setting, the ones changed from the defaults ticked
+            params = {RUN_KEY: run_name(trainer), **settings}
+            marked = {RUN_KEY, *(k for k, v in params.items() if k in self.defaults and self.defaults[k] != v)}
         for summary in hparams_summaries(params, HPARAM_METRICS, marked):
             writer.file_writer.add_summary(summary)
 
@@ -103,12 +107,23 @@ def run_name(trainer: Trainer) -> str:
     return f"{logger.name}/{version}" if logger.name else version
 
 
+def study_label(trainer: Trainer) -> str:
+    """A study's row label: the experiment of a make compare run (``batchnorm`` of
+    ``batchnorm/seed_0``: its seed has a column of its own), the trial of a search (``trial_0003``)."""
+    logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+    if logger is None:
+        return ""
+    return logger.name if str(logger.version).startswith("seed_") else str(logger.version)
+
+
 def hparams_summaries(params: dict[str, object], metrics: tuple[str, ...], marked: set[str]) -> list:
     """torch's ``hparams`` summaries, with the settings in ``marked`` flagged as differing (TensorBoard
     lists those first) and the metrics in the given order."""
     from tensorboard.plugins.hparams import plugin_data_pb2
     from torch.utils.tensorboard.summary import hparams
 
+    # Integers as text: TensorBoard prints every number with four decimals (seed 0.0000).
+    params = {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in params.items()}
     experiment, start, end = hparams(params, {tag: 0.0 for tag in metrics})
     data = plugin_data_pb2.HParamsPluginData.FromString(experiment.value[0].metadata.plugin_data.content)
     for info in data.experiment.hparam_infos:

@@ -30,4 +30,8 @@ def test_a_study_marks_what_it_varies_not_what_its_baseline_changed(tensorboard_
     hparams = HParams(varied=["model.label_smoothing", "data/seed"])
     hparams.defaults = {"data/batch_size": 64}
     events, _, _ = tensorboard_run([hparams], epochs=1)
-    assert _marked(events)[0] == ["Run", "data/seed", "model/label_smoothing"]
+    marked, names = _marked(events)
+    # only the experiment and what the study varies, so the metrics sit beside them without scrolling
+    assert marked == names == ["Experiment", "data/seed", "model/label_smoothing"]
+    start = HParamsPluginData.FromString(events.PluginTagToContent("hparams")["_hparams_/session_start_info"])
+    assert start.session_start_info.hparams["data/seed"].string_value.isdigit()  # a seed as an integer, not 0.0000
