@@ -75,8 +75,22 @@ def test_trainer_configs_parse(tmp_path, monkeypatch, capsys, name):
     ("bf16-mixed", "cpu", True, False, "bf16-mixed"),    # asked for the CPU: the GPU does not matter
     ("bf16-mixed", "auto", False, False, "bf16-mixed"),  # no GPU at all
     ("32-true", "gpu", True, False, "32-true"),
+    ("16-mixed", "cpu", True, True, "bf16-mixed"),       # a CPU's 16-mixed is bf16 autocast: say so, record it
+    ("16-mixed", "auto", False, False, "bf16-mixed"),
+    ("16-mixed", "auto", True, False, "16-mixed"),       # a GPU: float16 with a scaler
+    ("16-mixed", "gpu", True, True, "16-mixed"),
 ])
 def test_the_precision_follows_the_gpus_native_bf16(precision, accelerator, cuda, native, expected):
     from project.devices import precision_for
 
     assert precision_for(precision, accelerator, cuda, native) == expected
+
+
+def test_16_mixed_on_a_cpu_runs_and_is_recorded_as_bf16_mixed(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    cli = ProjectCLI(args=["fit", "--trainer.precision=16-mixed", "--trainer.accelerator=cpu", "--trainer.max_epochs=1",
+                           "--test_after_fit=false", *QUICK])
+    assert cli.trainer.precision == "bf16-mixed"
+    assert "using precision bf16-mixed (recorded as such" in capsys.readouterr().err
+    saved = (tmp_path / "logs" / "default" / "version_0" / "config.yaml").read_text()
+    assert "precision: bf16-mixed" in saved and "16-mixed\n" not in saved.replace("bf16-mixed", "")
