@@ -10,6 +10,8 @@ from pathlib import Path
 from project.compare_stats import mean_std_ci
 from project.diagnosis import Diagnosis
 
+SHORT = {"high bias and high variance": "high bias\n+ variance", "high bias (underfitting)": "high\nbias",
+         "high variance (overfitting)": "high\nvariance", "low bias and low variance": "low\nboth"}
 HUMAN_ACCURACY, TOLERANCE = 1.0, 0.02  # the model's defaults (model.human_accuracy, model.diagnosis_tolerance)
 
 
@@ -78,10 +80,12 @@ def write_curve(sweep: str, rows: list[dict], results: list[dict], out_dir: Path
             mean = np.array([p[key] for p in points])
             ci = np.nan_to_num(np.array([p[f"{key}_ci95"] for p in points]))
             ax.plot(x, mean, "o-", color=color, label=label)
-            ax.fill_between(x, mean - ci, mean + ci, color=color, alpha=0.2, linewidth=0)
+            low, high = (mean - ci, mean + ci) if "acc" not in key else ((mean - ci).clip(0, 1), (mean + ci).clip(0, 1))
+            ax.fill_between(x, low, high, color=color, alpha=0.2, linewidth=0)
         if numeric and min(x) > 0 and max(x) / min(x) >= 10:
             ax.set_xscale("log")
-        ax.set_xticks(x, [p["value"] for p in points])
+        ax.set_xticks(x, [p["value"] if ax is axes[0] else f"{p['value']}\n{SHORT[p['verdict']]}" for p in points],
+                      fontsize=8)
         ax.minorticks_off()
         ax.set_xlabel(setting)
         ax.grid(alpha=0.3)
@@ -91,10 +95,7 @@ def write_curve(sweep: str, rows: list[dict], results: list[dict], out_dir: Path
     axes[1].axhline(TOLERANCE, color="gray", linestyle=":", linewidth=1)
     axes[1].text(x[0], TOLERANCE, f" tolerance {TOLERANCE:g}", color="gray", va="bottom", fontsize=8)
     axes[1].set_title("bias and variance (the lecture's definitions)", fontsize=11)
-    for p, xi in zip(points, x):
-        axes[1].annotate(p["verdict"].replace(" (underfitting)", "").replace(" (overfitting)", ""), (xi, 0),
-                         textcoords="offset points", xytext=(0, -30), ha="center", fontsize=7, color="dimgray",
-                         annotation_clip=False)
+    axes[1].set_xlabel(f"{setting} (and the diagnosis of the means)")
     fig.suptitle(f"{title}: learning curve over {setting}", fontsize=12)
     fig.tight_layout()
     fig.savefig(out_dir / "curve.png")

@@ -79,23 +79,26 @@ def _figure(row: dict, metric: str) -> str:
 
 
 def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[int]) -> list[str]:
-    """One line per comparison that replicated (marked on both seed sets, same sign), with the
-    figures of both; then the marks that did not replicate, which the lab does not claim."""
+    """One line per discovery of the first seed set that replicated on the second, with the figures
+    of both; then the marks that did not replicate, which the lab does not claim."""
     a, b = _seeds(first_seeds), _seeds(second_seeds)
-    lines = [f"Replicated (paired difference from the baseline [95% interval], marked after the Holm correction on "
-             f"seeds {a} and again on the disjoint seeds {b}):"]
+    carried = sum(f["discovery"] for f in found)
+    lines = [f"Replicated: marked on seeds {a} (paired difference from the baseline, Holm over the table), then "
+             f"confirmed on the disjoint seeds {b} (Holm over the {carried} marks carried over), same sign; "
+             "difference [95% interval]:"]
     held = [f for f in found if f["replicated"]]
     for f in held:
         lines.append(f"- **{f['experiment']}**: {NAMES[f['metric']]} {_figure(f['first'], f['metric'])} on seeds {a}, "
                      f"{_figure(f['second'], f['metric'])} on seeds {b}")
     if not held:
         lines.append("- nothing")
-    lines.append("Marked on one seed set only, so not claimed:")
+    lines.append("Not replicated, so not claimed:")
     missed = [f for f in found if not f["replicated"]]
     for f in missed:
-        where = a if f["first"][f"{f['metric']}_differs"] else b
+        why = (f"marked on seeds {a}, not confirmed on seeds {b}" if f["discovery"] else
+               f"marked on seeds {b} only")
         lines.append(f"- {f['experiment']}: {NAMES[f['metric']]} {_figure(f['first'], f['metric'])} on seeds {a}, "
-                     f"{_figure(f['second'], f['metric'])} on seeds {b} (marked on seeds {where} only)")
+                     f"{_figure(f['second'], f['metric'])} on seeds {b} ({why})")
     if not missed:
         lines.append("- nothing")
     return lines
@@ -103,8 +106,9 @@ def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[in
 
 def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str) -> None:
     """report.png: clean-train and validation accuracy per experiment (mean and band over the seeds
-    still training at each epoch, a note where early stopping ended runs), then test accuracy and
-    the gap with 95% intervals, and the weights' L2 norm and zero fraction."""
+    still training at each epoch, a note where early stopping ended runs), then each experiment's
+    paired difference from the baseline in test accuracy and gap with its 95% interval (a star
+    where the table marks it), and the weights' L2 norm and zero fraction."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,8 +154,8 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
             ax.set_xlabel("epoch")
     names = [r["experiment"] for r in shown]
     x = np.arange(len(shown))
-    panels = [("test_acc_mean", "test_acc_ci95", "test accuracy (95% CI)"),
-              ("gap_mean", "gap_ci95", "gap: clean train acc - val acc (95% CI)"),
+    panels = [("test_acc_diff_mean", "test_acc_diff_ci95", "Δ test accuracy vs baseline (paired by seed, 95% CI)"),
+              ("gap_diff_mean", "gap_diff_ci95", "Δ gap (clean train - val acc) vs baseline (paired, 95% CI)"),
               ("weight_norm_mean", "weight_norm_ci95", "weight L2 norm (bars), zero fraction (dots)")]
     for j, (mean_key, ci_key, label) in enumerate(panels):
         ax = fig.add_subplot(grid[curve_rows, j * columns: (j + 1) * columns])
@@ -167,11 +171,13 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
         else:  # points with whiskers: an accuracy axis need not start at 0 to be honest
             ax.errorbar(x, means, yerr=cis, fmt="none", ecolor="black", capsize=4, linewidth=1)
             ax.scatter(x, means, c=colors, zorder=3)
-            marked = [k for k, r in enumerate(shown) if r.get(f"{mean_key[:-5]}_differs")]
+            marked = [k for k, r in enumerate(shown) if r.get(f"{mean_key.removesuffix('_diff_mean')}_differs")]
             if marked:
                 ax.scatter(x[marked], means[marked], marker="*", s=140, color="tab:red", zorder=4,
                            label="differs from baseline (paired, Holm)")
-        if "baseline" in names:
+        if mean_key != "weight_norm_mean":
+            ax.axhline(0, color="black", linestyle="--", linewidth=1, label="no difference")
+        elif "baseline" in names:
             ax.axhline(shown[names.index("baseline")][mean_key], color="black", linestyle="--", linewidth=1,
                        label="baseline mean")
         ax.legend(fontsize=7, loc="best")

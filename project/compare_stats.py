@@ -98,16 +98,24 @@ def summarize(results: list[dict], names: list[str]) -> list[dict]:
 
 
 def replication(first: list[dict], second: list[dict]) -> list[dict]:
-    """Each comparison marked on either seed set, and whether it replicated: marked on both, with
-    the same sign."""
+    """The comparisons marked on either seed set, and whether each replicated. The first set's marks
+    are the discoveries (Holm over the whole table); the second, disjoint set tests only those, so
+    its Holm correction runs over the discoveries alone: a discovery replicates where that
+    corrected p-value is below 0.05 with the same sign. A mark of the second set alone is listed,
+    not claimed."""
     again = {r["experiment"]: r for r in second}
+    discoveries = {(r["experiment"], m): r for r in first for m in MARKED if r[f"{m}_differs"] and r["experiment"] in again}
+    adjusted = holm({key: again[key[0]][f"{key[1]}_diff_p"] for key in discoveries})
     found = []
     for row in first:
         other = again.get(row["experiment"])
         for metric in MARKED:
-            if other is None or not (row[f"{metric}_differs"] or other[f"{metric}_differs"]):
+            key = (row["experiment"], metric)
+            if other is None or not (key in discoveries or other[f"{metric}_differs"]):
                 continue
             same_sign = math.copysign(1, row[f"{metric}_diff_mean"]) == math.copysign(1, other[f"{metric}_diff_mean"])
+            p = adjusted.get(key, math.nan)
             found.append({"experiment": row["experiment"], "metric": metric, "first": row, "second": other,
-                          "replicated": bool(row[f"{metric}_differs"] and other[f"{metric}_differs"] and same_sign)})
+                          "discovery": key in discoveries, "p_replication": p,
+                          "replicated": bool(key in discoveries and p < ALPHA and same_sign)})
     return found

@@ -259,7 +259,7 @@ def test_a_sweep_draws_a_learning_curve_and_replicate_runs_disjoint_seeds(tmp_pa
     assert point.split(" | ")[1].startswith(f"{train:.3f} ± ")  # the mean of the first seed set's runs
     assert point.split(" | ")[4].startswith(f"{1 - train:+.3f}")  # bias = 1 - clean train accuracy
     assert (out / "curve.png").stat().st_size > 20_000
-    assert (out / "conclusions.md").read_text().startswith("Replicated (paired difference")
+    assert (out / "conclusions.md").read_text().startswith("Replicated: marked on seeds 0,1")
     assert "Replication on seeds 2, 3:" in (out / "results.md").read_text()
     # the study's Custom Scalars: one chart per experiment, two lines each, means of the seeds
     means = EventAccumulator(str(out / "runs" / "mean_of_seeds"))
