@@ -254,9 +254,10 @@ def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, da
     if sweep:
         write_curve(sweep, rows, ordered, out_dir, title)
         written += ["curve.md", "curve.png"]
-    write_study_views(runs_dir, ordered + replicated)
+    means = write_study_views(out_dir, ordered + replicated)
     echo(f"\n{(out_dir / 'results.md').read_text()}" + (f"\n{(out_dir / 'curve.md').read_text()}" if sweep else "")
-         + f"\nwritten to {out_dir}/ ({', '.join(written)}); tensorboard --logdir {runs_dir}")
+         + f"\nwritten to {out_dir}/ ({', '.join(written)}); every run: tensorboard --logdir {runs_dir}; "
+         f"one chart per experiment: tensorboard --logdir {means}")
     ordered += replicated
     if compare_run.stop_signal is not None:
         raise StudyInterrupted(f"stopped by signal {compare_run.stop_signal}; rerun the same command to finish the study")

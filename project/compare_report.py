@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 
 from project.compare_stats import MARKED, METRICS, replication
@@ -139,7 +140,7 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
             ax.plot(epochs, mean, color=color, label=label, linewidth=1.6)
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         ax.set_ylim(low, 1.005)
-        ax.set_title(f"{row['experiment']}  (n={row['runs_ok']})", fontsize=9)
+        ax.set_title(f"{labels_of(row['experiment'])}  (n={row['runs_ok']})", fontsize=9)
         ended = sorted(lengths[row["experiment"]])
         if ended[0] != ended[-1]:  # early stopping ended some runs: the curves average those still going
             for epoch in sorted(set(ended[:-1])):
@@ -153,10 +154,15 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
         if i // columns == curve_rows - 1:
             ax.set_xlabel("epoch")
     names = [r["experiment"] for r in shown]
+    # a sweep's point by its last key: width=0.25 for model.net.init_args.width=0.25
+    labels = [labels_of(n) for n in names]
     x = np.arange(len(shown))
     panels = [("test_acc_diff_mean", "test_acc_diff_ci95", "Δ test accuracy vs baseline (paired by seed, 95% CI)"),
               ("gap_diff_mean", "gap_diff_ci95", "Δ gap (clean train - val acc) vs baseline (paired, 95% CI)"),
               ("weight_norm_mean", "weight_norm_ci95", "weight L2 norm (bars), zero fraction (dots)")]
+    if all(math.isnan(r["test_acc_diff_mean"]) for r in shown):  # no baseline (a sweep): the figures themselves
+        panels[:2] = [("test_acc_mean", "test_acc_ci95", "test accuracy (95% CI)"),
+                      ("gap_mean", "gap_ci95", "gap: clean train acc - val acc (95% CI)")]
     for j, (mean_key, ci_key, label) in enumerate(panels):
         ax = fig.add_subplot(grid[curve_rows, j * columns: (j + 1) * columns])
         means = np.array([r[mean_key] for r in shown])
@@ -175,19 +181,28 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
             if marked:
                 ax.scatter(x[marked], means[marked], marker="*", s=140, color="tab:red", zorder=4,
                            label="differs from baseline (paired, Holm)")
-        if mean_key != "weight_norm_mean":
+        if "_diff_" in mean_key:
             ax.axhline(0, color="black", linestyle="--", linewidth=1, label="no difference")
-        elif "baseline" in names:
+        elif "baseline" in names and mean_key == "weight_norm_mean":
             ax.axhline(shown[names.index("baseline")][mean_key], color="black", linestyle="--", linewidth=1,
                        label="baseline mean")
-        ax.legend(fontsize=7, loc="best")
-        ax.set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
         ax.set_title(label, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    with warnings.catch_warnings():  # a crowded study: tight_layout does what it can, and says so
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(out_dir / "report.png")
     plt.close(fig)
+
+
+def labels_of(name: str) -> str:
+    """A sweep's point by its last key (width=0.25 for model.net.init_args.width=0.25); an experiment as named."""
+    setting, _, value = name.partition("=")
+    return f"{setting.rsplit('.', 1)[-1]}={value}" if value else name
 
 
 def _ragged(curves: list[list[float]]):

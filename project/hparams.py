@@ -113,7 +113,10 @@ def study_label(trainer: Trainer) -> str:
     logger = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     if logger is None:
         return ""
-    return logger.name if str(logger.version).startswith("seed_") else str(logger.version)
+    if not str(logger.version).startswith("seed_"):
+        return str(logger.version)
+    setting, _, value = logger.name.partition("=")  # a sweep's point: width=0.25, not model.net.init_args.width=0.25
+    return f"{setting.rsplit('.', 1)[-1]}={value}" if value else logger.name
 
 
 def hparams_summaries(params: dict[str, object], metrics: tuple[str, ...], marked: set[str]) -> list:
@@ -189,31 +192,36 @@ def flatten_settings(config: dict) -> dict[str, object]:
     return flat
 
 
-STUDY_MEANS = "mean_of_seeds"  # the study's own TensorBoard run, beside the experiments' folders
+STUDY_MEANS = "mean_of_seeds"  # the study's own TensorBoard folder, beside its runs/
 
 
-def write_study_views(runs_dir: Path, results: list[dict]) -> Path:
+def write_study_views(study_dir: Path, results: list[dict]) -> Path:
     """A study's Custom Scalars tab: one chart per experiment, its clean-train and validation accuracy
-    averaged over its seeds (two lines, not one line per run of the study), written as the run
-    ``mean_of_seeds`` under the study's runs folder. Rewritten whole at every report."""
+    averaged over its seeds (two lines, not one line per run of the study), in the study's folder
+    ``mean_of_seeds/``: a TensorBoard of its own (``tensorboard --logdir .../mean_of_seeds``), since
+    TensorBoard selects only some of a logdir's runs when it holds a hundred. Rewritten whole at
+    every report."""
     from torch.utils.tensorboard import SummaryWriter
 
-    folder = Path(runs_dir) / STUDY_MEANS
+    folder = Path(study_dir) / STUDY_MEANS
     shutil.rmtree(folder, ignore_errors=True)
     experiments = list(dict.fromkeys(r["experiment"] for r in results if r["status"] == "ok"))
+    # Two runs, so the two lines get two colors: clean_train and validation, one tag per experiment.
+    writers = {key: SummaryWriter(str(folder / run)) for key, run in (("train_acc_curve", "clean_train"),
+                                                                       ("val_acc_curve", "validation"))}
     layout = {}
-    writer = SummaryWriter(str(folder))
     try:
         for name in experiments:
             runs = [r for r in results if r["experiment"] == name and r["status"] == "ok"]
-            for key, tag in (("train_acc_curve", "clean_train_acc"), ("val_acc_curve", "val_acc")):
+            for key, writer in writers.items():
                 longest = max(len(r[key]) for r in runs)
                 for epoch in range(longest):  # the runs still going at that epoch (early stopping ends some)
                     values = [r[key][epoch] for r in runs if len(r[key]) > epoch]
-                    writer.add_scalar(f"{name}/{tag}", sum(values) / len(values), epoch)
-            layout[f"{name} ({len(runs)} seeds)"] = ["Multiline", [f"^{re.escape(name)}/clean_train_acc$",
-                                                                    f"^{re.escape(name)}/val_acc$"]]
-        writer.add_custom_scalars({"study: clean train vs validation accuracy, mean of seeds": layout})
+                    writer.add_scalar(f"{name}/accuracy", sum(values) / len(values), epoch)
+            layout[f"{name} ({len(runs)} seeds)"] = ["Multiline", [f"^{re.escape(name)}/accuracy$"]]
+        writers["train_acc_curve"].add_custom_scalars(
+            {"study: clean train vs validation accuracy, mean of seeds": layout})
     finally:
-        writer.close()
+        for writer in writers.values():
+            writer.close()
     return folder

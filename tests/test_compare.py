@@ -262,13 +262,13 @@ def test_a_sweep_draws_a_learning_curve_and_replicate_runs_disjoint_seeds(tmp_pa
     assert (out / "conclusions.md").read_text().startswith("Replicated: marked on seeds 0,1")
     assert "Replication on seeds 2, 3:" in (out / "results.md").read_text()
     # the study's Custom Scalars: one chart per experiment, two lines each, means of the seeds
-    means = EventAccumulator(str(out / "runs" / "mean_of_seeds"))
-    means.Reload()
-    assert sorted(means.Tags()["scalars"]) == sorted(f"data.train_size={n}/{tag}" for n in (50, 100)
-                                                     for tag in ("clean_train_acc", "val_acc"))
     seeds = [r for r in results if r["experiment"] == "data.train_size=50"]
-    assert means.Scalars("data.train_size=50/val_acc")[0].value == pytest.approx(
-        sum(r["val_acc_curve"][0] for r in seeds) / len(seeds), abs=1e-6)
+    for run, key in (("clean_train", "train_acc_curve"), ("validation", "val_acc_curve")):
+        means = EventAccumulator(str(out / "mean_of_seeds" / run))
+        means.Reload()
+        assert sorted(means.Tags()["scalars"]) == ["data.train_size=100/accuracy", "data.train_size=50/accuracy"]
+        assert means.Scalars("data.train_size=50/accuracy")[0].value == pytest.approx(
+            sum(r[key][0] for r in seeds) / len(seeds), abs=1e-6)
 
 
 # Each lab experiment changes only its technique's settings against the baseline (prefixes of the
