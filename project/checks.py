@@ -213,6 +213,12 @@ def _check_accelerator(value) -> None:
         fail("trainer.accelerator", value, "auto or cpu: torch finds no Apple GPU (MPS) on this machine")
 
 
+def _on_gpu(accelerator) -> bool:
+    import torch
+
+    return accelerator in ("gpu", "cuda") or (accelerator in ("auto", None) and torch.cuda.is_available())
+
+
 def check_settings(config, subcommand: str | None) -> None:
     """Raises SettingError for the first setting that is not allowed (the parsed config of a subcommand)."""
     ckpt_path = _get(config, "ckpt_path")
@@ -224,6 +230,9 @@ def check_settings(config, subcommand: str | None) -> None:
     trainer = _get(config, "trainer", {})
     _apply(TRAINER_RULES, trainer, "trainer")
     _check_accelerator(_get(trainer, "accelerator"))
+    if _get(trainer, "sync_batchnorm") is True and not _on_gpu(_get(trainer, "accelerator")):
+        fail("trainer.sync_batchnorm", True, "false on a CPU (each process keeps its own batch statistics)",
+             "needs GPUs: torch's SyncBatchNorm runs on CUDA devices only")
     data = _get(config, "data", {})
     data = _get(data, "init_args", data)  # data is a class: its settings are its init_args
     data_seed = _get(data, "seed", 0)
@@ -322,6 +331,8 @@ def check_built(model, datamodule, trainer, subcommand: str | None) -> None:
     batch_size, eval_batch_size = (getattr(datamodule, "hparams", {}).get(k) for k in ("batch_size", "eval_batch_size"))
     if not (is_integer(batch_size) and is_integer(eval_batch_size)):  # a data module of the user's own
         return
+    if hasattr(datamodule, "batch_per_process"):  # batch_size_total shared out over this run's processes
+        batch_size = datamodule.batch_per_process(trainer.world_size, trainer.accumulate_grad_batches)
     if batch_size <= 1 and any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         fail("data.batch_size", batch_size, "an integer >= 2 with norm=batch, or another model.net.norm",
              "leaves batch norm without batch statistics")
@@ -333,7 +344,7 @@ def check_built(model, datamodule, trainer, subcommand: str | None) -> None:
 def check_with_data(model, datamodule, trainer) -> None:
     """The settings that depend on the data's size, checked once it is read: the validation interval
     against an epoch, and the schedule stepped through the whole run."""
-    batches = datamodule.train_batches(trainer.world_size)
+    batches = datamodule.train_batches(trainer.world_size, trainer.accumulate_grad_batches)
     limit = trainer.limit_train_batches
     if isinstance(limit, int):
         batches = min(batches, limit)

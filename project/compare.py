@@ -244,6 +244,12 @@ def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, da
     finally:
         for s, handler in previous_handlers.items():
             signal.signal(s, handler)
+    batches = {r.get("effective_batch") for r in results.values() if r["status"] == "ok"}
+    if len(batches) > 1:  # a process count or a batch setting differs: steps are not comparable
+        by = {e: sorted({r.get("effective_batch") for (x, _), r in results.items() if x == e and r["status"] == "ok"},
+                        key=str) for e in experiments}
+        echo("note: the runs of this study used different effective batches (per-process batch x processes x "
+             f"accumulation): {'; '.join(f'{e} {v}' for e, v in by.items() if v)}; data.batch_size_total keeps one")
     ordered = [results[p] for p in pairs if p in results and p[1] in seeds]
     rows = summarize(ordered, experiments)
     title = f"make compare: {name}, {len(seeds)} seeds (vary {vary}), data set {', '.join(datasets)}"

@@ -112,6 +112,7 @@ def _figures(run_dir: Path) -> dict:
             "gap": weights[GAP], "bias": weights[BIAS], "variance": weights[VARIANCE],
             "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
             "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
+            "effective_batch": (summary.get("batch") or {}).get("effective"),
             "val_acc_curve": val, "train_acc_curve": curves[CLEAN_ACC]}
 
 

@@ -78,6 +78,7 @@ class ImageDataModule(LightningDataModule):
         normalize: Literal["standardize", "minmax", "none"] = "standardize",
         augment: list[AugmentSpec] | None = None,
         batch_size: int = 64,
+        batch_size_total: int | None = None,
         eval_batch_size: int = 512,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -110,7 +111,10 @@ class ImageDataModule(LightningDataModule):
             augment: training-only augmentation, a list of names or {name: ..., setting: value}
                 dicts: random_crop, hflip, vflip, rotation, affine, random_resized_crop, erasing,
                 jitter, noise. Default: [{name: random_crop, padding: 1}]; [] turns it off.
-            batch_size: training batch size.
+            batch_size: training batch size of each process.
+            batch_size_total: the effective batch to keep whatever the process count (per-process
+                batch x processes x trainer.accumulate_grad_batches): sets each process's batch,
+                so a 2-process run takes the 1-process run's steps; null: batch_size per process.
             eval_batch_size: batch size for validation, test and predict.
             num_workers: DataLoader worker processes (0 is fastest for in-memory tensors).
             pin_memory: pin host memory for faster copies to a GPU.
@@ -140,7 +144,7 @@ class ImageDataModule(LightningDataModule):
             fail("data.clean_train_size", clean_train_size, "an integer >= 0 (0: off) or null (as large as the "
                  "validation split)")
         for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
-                            ("fake_size", fake_size)):
+                            ("fake_size", fake_size), ("batch_size_total", batch_size_total or 1)):
             if value < 1:
                 fail(f"data.{name}", value, "an integer >= 1")
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -227,10 +231,27 @@ class ImageDataModule(LightningDataModule):
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.hparams.pin_memory)
 
-    def train_batches(self, world_size: int = 1) -> int:
+    def batch_per_process(self, world_size: int = 1, accumulation: int = 1) -> int:
+        """Each process's training batch: batch_size, or batch_size_total shared out over the
+        processes and the accumulated batches (it must divide evenly)."""
+        total = self.hparams.batch_size_total
+        if total is None:
+            return self.hparams.batch_size
+        share, left = divmod(total, world_size * accumulation)
+        if left or share < 1:
+            fail("data.batch_size_total", total, f"a multiple of {world_size * accumulation} (processes {world_size} "
+                 f"x trainer.accumulate_grad_batches {accumulation})", "cannot be shared out evenly")
+        return share
+
+    def _trainer_batch(self) -> int:
+        trainer = self.trainer
+        return self.batch_per_process(trainer.world_size, trainer.accumulate_grad_batches) if trainer else \
+            self.batch_per_process()
+
+    def train_batches(self, world_size: int = 1, accumulation: int = 1) -> int:
         """Training batches an epoch in each process, as train_dataloader makes them."""
         per_process = math.ceil(len(self.train_set) / world_size)
-        batches, left = divmod(per_process, self.hparams.batch_size)
+        batches, left = divmod(per_process, self.batch_per_process(world_size, accumulation))
         return batches + (left > 1 or (left == 1 and batches == 0))
 
     def train_dataloader(self) -> DataLoader:
@@ -246,8 +267,9 @@ class ImageDataModule(LightningDataModule):
             sampler = RandomSampler(self.train_set)
         # A last batch of one sample has no batch statistics (batch norm fails on it): that one
         # sample, a different one each epoch, waits for the next epoch.
-        drop_last = len(sampler) % self.hparams.batch_size == 1 and len(sampler) > self.hparams.batch_size
-        return self._loader(self.train_set, self.hparams.batch_size, sampler, drop_last)
+        batch = self._trainer_batch()
+        drop_last = len(sampler) % batch == 1 and len(sampler) > batch
+        return self._loader(self.train_set, batch, sampler, drop_last)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         # Loader 1 measures the training accuracy the way validation's is measured (the model
@@ -361,3 +383,14 @@ def normalization_stats(images: torch.Tensor, normalize: str) -> tuple[torch.Ten
     else:
         fail("data.normalize", normalize, "minmax, none, standardize", "is not known")
     return shift.view(1, c, 1, 1), scale.clamp_min(1e-6).view(1, c, 1, 1)
+
+
+def effective_batch(datamodule, trainer) -> dict:
+    """What one optimizer step averages over: per-process batch x processes x accumulated batches."""
+    processes, accumulation = trainer.world_size, trainer.accumulate_grad_batches
+    if hasattr(datamodule, "batch_per_process"):
+        per_process = datamodule.batch_per_process(processes, accumulation)
+    else:  # a data module of the user's own: its batch_size, if it has one
+        per_process = getattr(datamodule, "hparams", {}).get("batch_size") or getattr(datamodule, "batch_size", None)
+    return {"per_process": per_process, "processes": processes, "accumulation": accumulation,
+            "effective": per_process * processes * accumulation if isinstance(per_process, int) else None}

@@ -22,11 +22,21 @@ SUMMARY_FILE = "summary.json"
 
 
 def write_summary(log_dir: Path, tested: str | None, best: str | None, epochs: int, weights: dict, test: dict,
-                  seconds: float) -> None:
-    """summary.json: which weights were tested, their own figures, the test's, and the run's length."""
+                  seconds: float, batch: dict | None = None) -> None:
+    """summary.json: which weights were tested, their own figures, the test's, the run's length, and
+    its batch (per process, processes, accumulation, effective)."""
     write_atomically(Path(log_dir) / SUMMARY_FILE, json.dumps({
         "tested": "best" if tested else "last", "tested_checkpoint": tested, "best_checkpoint": best,
-        "epochs": epochs, "tested_weights": weights, "test": test, "seconds": seconds}, indent=1))
+        "epochs": epochs, "tested_weights": weights, "test": test, "seconds": seconds, "batch": batch}, indent=1))
+
+
+def batch_line(batch: dict | None) -> str:
+    """``64 = 32 per process x 2 processes x 1 accumulated``: what one optimizer step averages over."""
+    if not batch or batch.get("per_process") is None:
+        return "n/a (the data module has no batch_size)"
+    n = batch["processes"]
+    return (f"{batch['effective']} = {batch['per_process']} per process x {n} process{'es' if n != 1 else ''} x "
+            f"{batch['accumulation']} accumulated")
 
 
 def read_summary(run_dir: Path) -> dict:
@@ -34,7 +44,8 @@ def read_summary(run_dir: Path) -> dict:
 
 
 def run_summary(epochs_run: int, human_accuracy: float, tolerance: float, log_dir: str | None, weights: dict,
-                test: dict, best_checkpoint: str | None, tested: str | None, seconds: float) -> str:
+                test: dict, best_checkpoint: str | None, tested: str | None, seconds: float,
+                batch: dict | None = None) -> str:
     """What the run ended with: the tested weights' test, validation and clean training figures,
     and the bias/variance diagnosis of those same weights."""
     def value(metrics: dict, name: str) -> str:
@@ -50,6 +61,7 @@ def run_summary(epochs_run: int, human_accuracy: float, tolerance: float, log_di
         f"clean train acc     {value(weights, CLEAN_ACC)}   (the tested weights, eval mode, no augmentation)",
         f"best val accuracy   {value(weights, VAL_ACC_BEST)}   (any epoch up to then)",
         f"epochs run          {epochs_run}",
+        f"effective batch     {batch_line(batch)}",
         f"wall time           {seconds:.1f} s",
         f"logs                {log_dir or 'none (no logger, or fast_dev_run)'}",
         f"best checkpoint     {best_checkpoint or 'none'}",

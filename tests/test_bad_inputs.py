@@ -139,6 +139,7 @@ CASES = [
     (["--trainer.accelerator=gpu"], "trainer.accelerator=gpu; allowed: auto or cpu: torch finds no CUDA GPU"),
     (["--trainer.strategy=nonsense"], "trainer.strategy=nonsense; allowed: auto, ddp"),
     (["--trainer.max_time=abc"], "trainer.max_time=abc; allowed: DD:HH:MM:SS"),
+    (["--trainer.sync_batchnorm=true", "--trainer.accelerator=cpu"], "trainer.sync_batchnorm=True needs GPUs"),
     (["--ckpt_path="], "ckpt_path='' is empty"),
     (["--model.optimizer.lr=0"], "model.optimizer.lr=0.0; allowed: a finite number > 0"),
     (["--data.num_workers=100000"], "data.num_workers=100000; allowed: 0 to"),

@@ -4,6 +4,7 @@ import torch
 from lightning.pytorch import LightningModule
 
 from project.data import ImageDataModule, normalization_stats, split_indices
+from project.errors import SettingError
 
 
 def test_digits_split_sizes_disjoint_and_seeded():
@@ -128,3 +129,27 @@ def test_clean_training_subset_size(size, expected):
     assert (dm.train_clean_set is None) if expected is None else len(dm.train_clean_set) == expected
     loaders = dm.val_dataloader()
     assert isinstance(loaders, list) == (expected is not None)
+
+
+def test_batch_size_total_is_shared_out_over_processes_and_accumulation():
+    dm = ImageDataModule(batch_size=10, batch_size_total=64)
+    assert dm.batch_per_process() == 64 and dm.batch_per_process(2) == 32 and dm.batch_per_process(2, 2) == 16
+    assert ImageDataModule(batch_size=10).batch_per_process(4, 2) == 10  # without it: batch_size per process
+    with pytest.raises(SettingError, match=r"data.batch_size_total=64 cannot be shared out evenly; allowed: a "
+                       r"multiple of 3 \(processes 3 x trainer.accumulate_grad_batches 1\)"):
+        dm.batch_per_process(3)
+    dm.setup("fit")  # an epoch's batches follow the shared-out batch: 1,257 digits / 2 processes / 32
+    assert dm.train_batches(2) == 20 and dm.train_batches(1) == 20
+
+
+def test_the_run_summary_states_the_effective_batch(tmp_path, monkeypatch, capsys):
+    import json
+
+    from project.cli import ProjectCLI
+
+    monkeypatch.chdir(tmp_path)
+    ProjectCLI(args=["fit", "--trainer.max_epochs=1", "--data.batch_size_total=64", "--trainer.accumulate_grad_batches=2",
+                     "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"])
+    assert "effective batch     64 = 32 per process x 1 process x 2 accumulated" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "logs" / "default" / "version_0" / "summary.json").read_text())
+    assert summary["batch"] == {"per_process": 32, "processes": 1, "accumulation": 2, "effective": 64}
