@@ -130,11 +130,14 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
         curves_by_experiment[row["experiment"]] = {
             key: [r[key] for r in runs] for key in ("train_acc_curve", "val_acc_curve")}
     # every epoch from the first is on the axes: the lowest mean anywhere sets the bottom
-    low = min(min(_ragged(c)[0].min() for c in curves.values()) for curves in curves_by_experiment.values())
+    low = min((_ragged(c)[0].min() for curves in curves_by_experiment.values() for c in curves.values()
+               if any(c)), default=0.0)  # (a data module of the user's own may have no clean-train curve)
     low = max(0.0, math.floor((low - 0.02) * 20) / 20)
     for i, row in enumerate(shown):
         ax = fig.add_subplot(grid[i // columns, 3 * (i % columns): 3 * (i % columns) + 3])
         for key, color, label in (("train_acc_curve", "tab:blue", "train (clean)"), ("val_acc_curve", "tab:orange", "val")):
+            if not any(curves_by_experiment[row["experiment"]][key]):
+                continue
             mean, std = _ragged(curves_by_experiment[row["experiment"]][key])
             epochs = np.arange(1, len(mean) + 1)
             ax.plot(epochs, mean, color=color, label=label, linewidth=1.6)

@@ -274,8 +274,9 @@ class ConvNet(Network):
         super().__init__()
         if not (is_finite_number(width) and width > 0):
             fail("width", width, "a number > 0 (a multiplier of widths and hidden)")
-        widths = [max(1, round(w * width)) for w in widths]
-        hidden = max(1, round(hidden * width)) if hidden > 0 else hidden
+        if width != 1:  # a width of 0 or less stays itself, for the check below to name it
+            widths = [max(1, round(w * width)) if is_finite_number(w) and w > 0 else w for w in widths]
+            hidden = max(1, round(hidden * width)) if hidden > 0 else hidden
         channels, height, image_width = _check_input(input_shape, num_classes)
         _check_common(widths, "widths", dropout, norm, activation, init)
         if not 0.0 <= conv_dropout < 1.0:

@@ -202,7 +202,8 @@ def open_study(name: str, url: str, direction: str, sampler, pruner, heartbeat: 
             storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(parsed)}, **settings)
             return optuna.create_study(study_name=name, storage=storage, load_if_exists=True, direction=direction,
                                        sampler=sampler, pruner=pruner)
-        except (sqlalchemy.exc.IntegrityError, optuna.exceptions.DuplicatedStudyError):
+        # two workers creating the tables at once: a duplicate key (IntegrityError) or table (ProgrammingError)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError, optuna.exceptions.DuplicatedStudyError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.2 + random.random())
