@@ -14,6 +14,7 @@ import os
 import random
 import re
 import signal
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,11 +91,14 @@ def _epoch(path: Path) -> int | str:
 
 
 class RandomState(Callback):
-    """Saves torch's, numpy's and Python's random states in checkpoints and restores them on resume.
+    """Saves torch's, numpy's and Python's random states in checkpoints and restores them on resume,
+    each DDP rank its own (and its own CUDA device's).
 
     Lightning restores weights, optimizer, schedulers, loops and callbacks, but not the global
     random generators: without them a resumed run shuffles and drops out differently from the
-    run it continues.
+    run it continues. Lightning writes rank 0's checkpoint only, so every rank's state is gathered
+    into it; a rank the checkpoint has no state for (more processes now), and a CUDA state on a
+    machine without CUDA, keep the freshly seeded streams, said in one note.
     """
 
     def state_dict(self) -> dict:
@@ -102,16 +106,49 @@ class RandomState(Callback):
         state = {"torch": torch.get_rng_state(), "python": random.getstate(),
                  "numpy": [kind, keys.tolist(), position, has_gauss, gauss]}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        return state
+            state["cuda"] = torch.cuda.get_rng_state()  # this rank's own device
+        return {"ranks": gathered(state)}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, saved: dict) -> None:
+        state = own_rank(saved["ranks"] if "ranks" in saved else [saved], "random state")
+        if state is None:
+            return
         torch.set_rng_state(state["torch"])
         random.setstate(_as_tuples(state["python"]))
         kind, keys, position, has_gauss, gauss = state["numpy"]
         np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
         if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
+            cuda = state["cuda"]
+            torch.cuda.set_rng_state(cuda[0] if isinstance(cuda, list) else cuda)  # (older checkpoints: every GPU's)
+
+
+def _distributed():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 else None
+
+
+def gathered(own) -> list:
+    """Every rank's ``own``, in rank order (a collective under DDP: every rank calls it when a
+    checkpoint is saved); one process: ``[own]``."""
+    dist = _distributed()
+    if dist is None:
+        return [own]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, own)
+    return states
+
+
+def own_rank(states: list, what: str):
+    """This rank's entry of ``gathered`` states, or None (with a note) when the checkpoint was saved
+    by fewer processes."""
+    dist = _distributed()
+    rank = dist.get_rank() if dist is not None else 0
+    if rank < len(states):
+        return states[rank]
+    print(f"note: the checkpoint holds the {what} of {len(states)} process(es); rank {rank} starts a fresh stream",
+          file=sys.stderr, flush=True)
+    return None
 
 
 def _as_tuples(value):

@@ -36,7 +36,7 @@ from project.checkpoints import (
     checkpoint_metrics,
     load_resume,
 )
-from project.data import ImageDataModule, effective_batch
+from project.data import ImageDataModule
 from project.devices import fall_back_to_fp16
 from project.errors import SettingError, constructor_error, one_line_parse_error, stop
 from project.hparams import HParams, tab_settings
@@ -312,7 +312,7 @@ class ProjectCLI(LightningCLI):
         log_dir = self.trainer.log_dir if self.trainer.loggers else None
         if self.trainer.is_global_zero:
             seconds = time.perf_counter() - self._started
-            batch = effective_batch(self.datamodule, self.trainer)
+            batch = report.effective_batch(self.datamodule, self.trainer)
             if log_dir:
                 report.write_summary(Path(log_dir), tested, best, self.trainer.current_epoch, weights,
                                      self.test_metrics, seconds, batch)

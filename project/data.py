@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from project.augment import AugmentSpec, BatchAugment
+from project.checkpoints import gathered, own_rank
 from project.datasets import DATASETS
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
@@ -312,16 +314,21 @@ class ImageDataModule(LightningDataModule):
         rank = self.trainer.global_rank if self.trainer is not None else 0
         self.augmentation.seed(self.hparams.seed * 1009 + rank, device)
         if self._augment_state is not None:
-            self.augmentation.generator.set_state(self._augment_state)
+            try:
+                self.augmentation.generator.set_state(self._augment_state)
+            except RuntimeError:  # saved on another kind of device (a GPU's state on a CPU, or back)
+                print(f"note: the checkpoint's augmentation stream was saved on another kind of device than "
+                      f"{device.type}; rank {rank} starts its stream afresh from data.seed", file=sys.stderr, flush=True)
             self._augment_state = None
 
-    # the augmentation's random state travels in checkpoints, for an exact resume
+    # each rank's augmentation stream travels in checkpoints, for an exact resume
     def state_dict(self) -> dict:
         gen = self.augmentation.generator
-        return {"augment_rng": gen.get_state() if gen is not None else None}
+        return {"augment_rng": gathered(gen.get_state() if gen is not None else None)}
 
     def load_state_dict(self, state: dict) -> None:
-        self._augment_state = state.get("augment_rng")
+        saved = state.get("augment_rng")
+        self._augment_state = own_rank(saved, "augmentation stream") if isinstance(saved, list) else saved
         self.augmentation.generator = None
 
 
@@ -383,14 +390,3 @@ def normalization_stats(images: torch.Tensor, normalize: str) -> tuple[torch.Ten
     else:
         fail("data.normalize", normalize, "minmax, none, standardize", "is not known")
     return shift.view(1, c, 1, 1), scale.clamp_min(1e-6).view(1, c, 1, 1)
-
-
-def effective_batch(datamodule, trainer) -> dict:
-    """What one optimizer step averages over: per-process batch x processes x accumulated batches."""
-    processes, accumulation = trainer.world_size, trainer.accumulate_grad_batches
-    if hasattr(datamodule, "batch_per_process"):
-        per_process = datamodule.batch_per_process(processes, accumulation)
-    else:  # a data module of the user's own: its batch_size, if it has one
-        per_process = getattr(datamodule, "hparams", {}).get("batch_size") or getattr(datamodule, "batch_size", None)
-    return {"per_process": per_process, "processes": processes, "accumulation": accumulation,
-            "effective": per_process * processes * accumulation if isinstance(per_process, int) else None}

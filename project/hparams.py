@@ -13,7 +13,7 @@ from pathlib import Path
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from project.data import effective_batch
+from project import report
 from project.model import (
     BIAS,
     CLEAN_ACC,
@@ -163,7 +163,7 @@ def run_configuration(trainer: Trainer, pl_module: LightningModule) -> dict[str,
     penalty = next((vars(c) for c in trainer.callbacks if all(hasattr(c, k) for k in PENALTY_KEYS)), {})
     data = dict(trainer.datamodule.hparams) if trainer.datamodule is not None else {}
     if trainer.datamodule is not None:  # what one step averages over, whatever the process count
-        data["batch_size_effective"] = effective_batch(trainer.datamodule, trainer)["effective"]
+        data["batch_size_effective"] = report.effective_batch(trainer.datamodule, trainer)["effective"]
     return tab_settings(dict(pl_module.hparams), data, penalty, {k: getattr(trainer, k) for k in TRAINER_KEYS})
 
 

@@ -82,3 +82,14 @@ def write_predictions(path: Path, probabilities: torch.Tensor, labels: torch.Ten
     for i, (row, label, guess) in enumerate(zip(probabilities.tolist(), labels.tolist(), predicted.tolist())):
         writer.writerow([i, label, names[label], guess, names[guess], *(f"{v:.6f}" for v in row)])
     write_atomically(path, text.getvalue())
+
+
+def effective_batch(datamodule, trainer) -> dict:
+    """What one optimizer step averages over: per-process batch x processes x accumulated batches."""
+    processes, accumulation = trainer.world_size, trainer.accumulate_grad_batches
+    if hasattr(datamodule, "batch_per_process"):
+        per_process = datamodule.batch_per_process(processes, accumulation)
+    else:  # a data module of the user's own: its batch_size, if it has one
+        per_process = getattr(datamodule, "hparams", {}).get("batch_size") or getattr(datamodule, "batch_size", None)
+    return {"per_process": per_process, "processes": processes, "accumulation": accumulation,
+            "effective": per_process * processes * accumulation if isinstance(per_process, int) else None}
