@@ -369,7 +369,8 @@ def test_a_stop_in_the_sanity_check_saves_a_state_that_resumes(tmp_path):
     assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+# Ctrl-C's path (KeyboardInterrupt) runs in make test-all: the suite stays under 10 minutes
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow), signal.SIGTERM])
 def test_a_stop_in_the_test_after_fit_resumes_into_the_test(tmp_path, signum):
     code, _, err = paused_run(tmp_path, "test", signum)
     run = tmp_path / "logs" / "default" / "version_0"
