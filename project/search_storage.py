@@ -104,11 +104,7 @@ def connect_args(parsed) -> dict:
     driver = parsed.get_dialect().driver
     if parsed.get_backend_name() == "sqlite":
         return {"timeout": 60}  # wait for another worker's lock instead of failing
-    if driver in ("psycopg", "psycopg2"):
-        return {"connect_timeout": CONNECT_SECONDS}
-    if driver in ("pymysql", "mysqldb"):
-        return {"connect_timeout": CONNECT_SECONDS}
-    return {}
+    return {"connect_timeout": CONNECT_SECONDS} if driver in ("psycopg", "psycopg2", "pymysql", "mysqldb") else {}
 
 
 def where(parsed) -> str:
