@@ -23,7 +23,7 @@ REPLICATE ?=
 SWEEP ?= data.train_size=100,200,500,1000,3500
 CURVE_SEEDS ?= 0,1,2
 
-.PHONY: help install train lr-find test test-all lint tensorboard compare curve search bench bench-quick clean
+.PHONY: help install train lr-find test test-all lint tensorboard compare curve search bench bench-quick gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench: install ## measure speed as ratios to hand-written references, write logs
 
 bench-quick: install ## the benchmark on smaller sizes (under 2 minutes)
 	$(BIN)/python -m project.bench --quick
+
+gpu-check: install ## run the GPU paths for real on this machine's GPU, once (a few minutes), write logs/gpu_check/report.txt
+	$(BIN)/python -m project.gpu_check
 
 tensorboard: install ## serve logs/ on http://localhost:6006
 	$(BIN)/tensorboard --logdir logs --port 6006

@@ -74,7 +74,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             write_atomically(path, buffer.getvalue(), sync=True)
         except OSError as err:
             last = path.parent / LAST
-            then = (f"after freeing space, --ckpt_path {last} resumes from its epoch {_epoch(last)}" if last.is_file()
+            then = (f"after freeing space, --ckpt_path {last} resumes from its epoch {epochs_in(last)}" if last.is_file()
                     else "no earlier epoch was saved: after freeing space, run the same command again")
             raise CheckpointWriteError(
                 f"trainer.logger.save_dir={path.parent} cannot hold checkpoint {path.name} ({err.strerror or err}); "
@@ -82,7 +82,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 "can write") from None
 
 
-def _epoch(path: Path) -> int | str:
+def epochs_in(path: Path) -> int | str:
     """The number of epochs a checkpoint finished (for a message; "?" when it cannot be read)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True).get("epoch", -1) + 1

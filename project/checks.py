@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from project import memory, schedules
+from project.devices import will_fork
 from project.errors import SettingError, fail, is_finite_number, is_integer
 from project.model import fit_metrics, network_settings
 
@@ -338,7 +339,7 @@ def check_built(model, datamodule, trainer, subcommand: str | None) -> None:
              "leaves batch norm without batch statistics")
     if subcommand is not None:
         memory.check_batches(model.memory, network_settings(model.hparams.get("net")), trainer.strategy.root_device,
-                             batch_size, eval_batch_size)
+                             batch_size, eval_batch_size, will_fork(trainer.strategy))
 
 
 def check_with_data(model, datamodule, trainer) -> None:

@@ -34,10 +34,11 @@ from project.checkpoints import (
     as_plain,
     check_matches,
     checkpoint_metrics,
+    epochs_in,
     load_resume,
 )
 from project.data import ImageDataModule
-from project.devices import fall_back_to_fp16
+from project.devices import PeerLost, fall_back_to_fp16, lost_peer, peer_lost
 from project.errors import SettingError, constructor_error, one_line_parse_error, stop
 from project.hparams import HParams, tab_settings
 from project.model import TEST_METRICS, ImageClassifier
@@ -130,6 +131,15 @@ class ProjectCLI(LightningCLI):
                 last = next((c.last_model_path for c in trainer.callbacks if isinstance(c, LastCheckpoint)), "")
                 raise RunInterrupted(signum, last or None, in_test=True) from None
             raise RunInterrupted(signum, saved) from None
+        except RuntimeError as err:
+            if not lost_peer(err):
+                raise
+            # The last checkpoint from the callbacks: asking the trainer for its log folder is a collective.
+            trainer = getattr(self, "trainer", None)
+            last = next((Path(c.last_model_path) for c in getattr(trainer, "callbacks", [])
+                         if isinstance(c, LastCheckpoint) and c.last_model_path), None)
+            saved = f"{last} after epoch {epochs_in(last)}" if last and last.is_file() else None
+            raise peer_lost(err, saved) from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
@@ -365,6 +375,9 @@ def main(args: list[str] | None = None) -> None:
         stop(err)
     except (NonFiniteLossError, CheckpointWriteError) as err:
         stop(err, code=1)  # the run failed; what it saved stays
+    except PeerLost as err:
+        print(err.line(), file=sys.stderr, flush=True)
+        os._exit(1)  # the process group is broken: leaving it (or gloo's threads at exit) can hang
     except (RunInterrupted, KeyboardInterrupt) as err:
         err = err if isinstance(err, RunInterrupted) else RunInterrupted(signal.SIGINT, None)
         print(err.line(), file=sys.stderr, flush=True)

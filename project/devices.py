@@ -1,4 +1,5 @@
-"""What runs where: the precision a device can run.
+"""What runs where: the precision a device can run, and what a run of several processes says when
+one of them dies.
 
 bf16-mixed (the GPU configs' choice) needs a GPU with native bf16 (compute capability 8.0 and up,
 Ampere and newer); older GPUs (V100, T4) emulate it slowly, so there 16-mixed with a gradient
@@ -8,6 +9,8 @@ recorded, as bf16-mixed.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 
 
@@ -29,18 +32,101 @@ NOTES = {"16-mixed": "note: this GPU has no native bf16; using precision 16-mixe
                        "run's config) instead of 16-mixed"}
 
 
+def will_fork(strategy) -> bool:
+    """Whether the processes of this strategy (a config value or a built Strategy) are forked from
+    this one (ddp_fork, ddp_notebook): CUDA initialised here could then not be used in them."""
+    launcher = getattr(strategy, "launcher", None)
+    if launcher is not None or hasattr(strategy, "root_device"):
+        return getattr(launcher, "_start_method", None) == "fork"
+    if isinstance(strategy, str):
+        return "fork" in strategy or "notebook" in strategy
+    init = strategy.get("init_args") if hasattr(strategy, "get") else None
+    return bool(init) and init.get("start_method") == "fork"
+
+
+# Asked of the GPU in a child process where this one must not initialise CUDA.
+_ASK = ("import json, sys, torch; i = int(sys.argv[1]); free, total = torch.cuda.mem_get_info(i); "
+        "print(json.dumps({'capability': list(torch.cuda.get_device_capability(i)), 'free': free, 'total': total, "
+        "'native_bf16': torch.cuda.is_bf16_supported(including_emulation=False)}))")
+
+
+def gpu_facts(index: int = 0, fork: bool = False) -> dict | None:
+    """Compute capability, native bf16, free and total bytes of GPU ``index`` (None without a GPU).
+    With ``fork`` they are asked in a child process, so this one does not initialise CUDA."""
+    import torch
+
+    if not torch.cuda.is_available():  # NVML-based under Lightning: initialises nothing
+        return None
+    if fork and not torch.cuda.is_initialized():
+        answer = subprocess.run([sys.executable, "-c", _ASK, str(index)], capture_output=True, text=True, timeout=120)
+        if answer.returncode != 0:
+            raise RuntimeError(f"asking GPU {index} in a child process failed: {answer.stderr.strip()[-300:]}")
+        return json.loads(answer.stdout.strip().splitlines()[-1])
+    free, total = torch.cuda.mem_get_info(index)
+    return {"capability": list(torch.cuda.get_device_capability(index)), "free": free, "total": total,
+            # including_emulation=False: True (the default) answers yes on GPUs that only emulate bf16.
+            "native_bf16": torch.cuda.is_bf16_supported(including_emulation=False)}
+
+
 def fall_back_to_fp16(trainer) -> None:
     """Applies ``precision_for`` to a trainer config with this machine's answers; the config then
-    records what runs."""
+    records what runs. Nothing here initialises CUDA in a process that will fork."""
     import torch
 
     precision = str(trainer.get("precision"))
     if precision not in ("bf16-mixed", "16-mixed", "16"):
         return
     cuda = torch.cuda.is_available()
-    # including_emulation=False: True (the default) answers yes on GPUs that only emulate bf16.
-    native = cuda and precision == "bf16-mixed" and torch.cuda.is_bf16_supported(including_emulation=False)
+    facts = gpu_facts(0, will_fork(trainer.get("strategy"))) if cuda and precision == "bf16-mixed" else None
+    native = bool(facts and facts["native_bf16"])
     chosen = precision_for(precision, trainer.get("accelerator"), cuda, native)
     if chosen != precision:
         print(NOTES[chosen], file=sys.stderr)
         trainer.precision = chosen
+
+
+# What gloo and NCCL say when the process at the other end of a collective is gone.
+PEER_SIGNS = ("closed by peer", "reset by peer", "broken pipe", "connection refused", "remote worker",
+              "communicator was aborted", "nccl error", "socket timeout", "timed out")
+
+
+class PeerLost(RuntimeError):
+    """Another process of this run died (killed, out of memory, its node lost): this one stops too."""
+
+    def __init__(self, rank: int, world: int, reason: str, saved: str | None, launcher: str = ""):
+        super().__init__(reason)
+        self.rank, self.world, self.reason, self.saved, self.launcher = rank, world, reason, saved, launcher
+
+    def line(self) -> str:
+        saved = f"saved {self.saved}" if self.saved else "no epoch was saved yet"
+        again = {"torchrun": "the same torchrun command on every node, with --ckpt_path last",
+                 "slurm": "the same srun command, with --ckpt_path last"}.get(
+            self.launcher, "project fit --ckpt_path last (and the same config)")
+        return (f"rank {self.rank} of {self.world}: lost a peer process ({self.reason}); training stopped; {saved}; "
+                f"resume with: {again}")
+
+
+def lost_peer(err: BaseException) -> bool:
+    """Whether ``err`` says another process of this DDP run is gone (not a bug in this process)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return False
+    if isinstance(err, (dist.DistBackendError, dist.DistNetworkError)):
+        return True
+    text = str(err).lower()
+    return isinstance(err, RuntimeError) and any(sign in text for sign in PEER_SIGNS)
+
+
+def peer_lost(err: BaseException, saved: str | None) -> PeerLost:
+    """The one-line stop for ``err``: this rank, the world, the failure's first line, ``saved`` (the
+    checkpoint to resume from) and the launcher to run again."""
+    import os
+
+    import torch.distributed as dist
+
+    reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    reason = reason.split("] ", 1)[-1] if reason.startswith("[") else reason  # gloo's source location
+    reason = reason.split(". This is typically", 1)[0]
+    launcher = "torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "slurm" if "SLURM_JOB_ID" in os.environ else ""
+    return PeerLost(dist.get_rank(), dist.get_world_size(), reason, saved, launcher)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from project.devices import gpu_facts
 from project.errors import fail
 
 
@@ -65,20 +66,21 @@ def check_weights(memory: NetworkMemory | None, described: str) -> None:
              f"{memory.parameters / 2**30:.1f} GiB of weights alone")
 
 
-def available(device: torch.device) -> tuple[int, str]:
-    """Bytes free where the batches will live, and how to name that place."""
+def available(device: torch.device, fork: bool = False) -> tuple[int, str]:
+    """Bytes free where the batches will live, and how to name that place (a GPU is asked from a
+    child process when this one will fork its workers)."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
+        free = gpu_facts(device.index or 0, fork)["free"]
         return free, f"the free memory of the GPU ({device})"
     return machine_memory(), "this machine's memory"
 
 
 def check_batches(memory: NetworkMemory | None, described: str, device: torch.device, batch_size: int,
-                  eval_batch_size: int) -> None:
+                  eval_batch_size: int, fork: bool = False) -> None:
     """A training or evaluation batch whose activations cannot fit stops before any data is read."""
     if memory is None:
         return
-    free, where = available(device)
+    free, where = available(device, fork)
     for setting, batch, needed in (("data.batch_size", batch_size, memory.training(batch_size)),
                                    ("data.eval_batch_size", eval_batch_size, memory.evaluation(eval_batch_size))):
         if needed > free:

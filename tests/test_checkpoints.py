@@ -42,6 +42,26 @@ def _epoch_of(path: Path) -> int:
     return torch.load(path, weights_only=True)["epoch"]
 
 
+def test_a_run_cut_after_one_of_two_epochs_resumes_bit_identical(tmp_path, monkeypatch):
+    """The default configuration (dropout, augmentation, a cosine schedule over max_epochs), cut
+    after its first of two epochs and resumed with --ckpt_path last, ends with the uninterrupted
+    run's weights, bit for bit. The cut run has max_epochs=2 too: a run of max_epochs=1 is another
+    run (its cosine schedule is one epoch long), which is why an earlier check found a difference."""
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "helpers"))
+    flags = ["fit", "--trainer.max_epochs=2", "--trainer.limit_train_batches=5", "--trainer.limit_val_batches=2",
+             "--trainer.deterministic=true", "--test_after_fit=false", "--data.augment=[hflip, rotation]",
+             "--trainer.callbacks+=phases.StopAfter", "--early_stopping=null", *QUICK]
+    main([*flags, "--trainer.logger.init_args.name=whole"])
+    monkeypatch.setenv("STOP_AFTER", "1")
+    main([*flags, "--trainer.logger.init_args.name=cut"])
+    assert _epoch_of(tmp_path / "logs" / "cut" / "version_0" / "checkpoints" / "last.ckpt") == 0
+    monkeypatch.delenv("STOP_AFTER")
+    main([*flags, "--trainer.logger.init_args.name=cut", "--ckpt_path=last"])
+    whole, _ = final_state(tmp_path / "logs" / "whole" / "version_0")
+    resumed, _ = final_state(tmp_path / "logs" / "cut" / "version_0")
+    assert all(torch.equal(whole[k], resumed[k]) for k in whole)
+
+
 @pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

@@ -1,6 +1,7 @@
 """A callback the DDP tests add from the command line: each rank saves what it ended with."""
 
 import os
+import signal
 from pathlib import Path
 
 import torch
@@ -14,3 +15,11 @@ class SaveRankState(Callback):
         torch.save({"state_dict": pl_module.state_dict(), "augment_seed": generator.initial_seed(),
                     "train_batches": trainer.num_training_batches},
                    folder / f"rank{trainer.global_rank}.pt")
+
+
+class KillRank(Callback):
+    """SIGKILLs rank KILL_RANK at the third batch of the second epoch: a peer lost mid-training."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 2 and trainer.global_rank == int(os.environ["KILL_RANK"]):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -40,3 +40,11 @@ class Pause(Callback):
 
     def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         pause("test", trainer)
+
+
+class StopAfter(Callback):
+    """Stops fit cleanly after STOP_AFTER epochs (last.ckpt saved), as a run cut short at an epoch's end."""
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if os.environ.get("STOP_AFTER") and trainer.current_epoch + 1 >= int(os.environ["STOP_AFTER"]):
+            trainer.should_stop = True
