@@ -23,7 +23,7 @@ REPLICATE ?=
 SWEEP ?= data.train_size=100,200,500,1000,3500
 CURVE_SEEDS ?= 0,1,2
 
-.PHONY: help install train lr-find test test-all lint tensorboard compare curve search bench bench-quick gpu-check clean
+.PHONY: help install train lr-find test test-all lint tensorboard compare curve search prepare bench bench-quick gpu-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ $(VENV)/.installed: pyproject.toml
 
 train: install ## fit the model, test the best checkpoint, print a summary (CONFIG=, EXPERIMENT=, ARGS=)
 	$(BIN)/project fit $(CONFIGS) $(ARGS)
+
+prepare: install ## convert the data set into LitData chunks for data.stream (once; CONFIG=, ARGS=), data/stream/
+	$(BIN)/project prepare $(CONFIGS) $(ARGS)
 
 lr-find: install ## learning-rate range test: suggests a rate, plots loss vs rate in logs/<name>-lr_find/ (CONFIG=, EXPERIMENT=, ARGS=)
 	$(BIN)/project lr-find $(CONFIGS) $(ARGS)

@@ -364,7 +364,16 @@ def main(args: list[str] | None = None) -> None:
     previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         checks.check_config_files(given)
-        if given[:1] == ["lr-find"]:
+        if given[:1] == ["prepare"]:  # data.stream's conversion alone (project/stream.py)
+            from project.stream import prepare_command
+
+            sys.argv = sys.argv[:1]
+            cli = ProjectCLI(args=[*given[1:], "--data.stream=true", "--trainer.logger=false"], run=False)
+            if not isinstance(cli.datamodule, ImageDataModule):
+                stop(SettingError("data", type(cli.datamodule).__name__, "project.data.ImageDataModule",
+                                  "is a data module of your own: it streams however it was written to"))
+            print(prepare_command(cli.datamodule), flush=True)
+        elif given[:1] == ["lr-find"]:
             own, rest = lr_find.parse(given[1:])
             sys.argv = sys.argv[:1]  # the flags are passed as args; Lightning warns when it sees both
             cli = ProjectCLI(args=[*rest, "--trainer.enable_model_summary=false"], run=False)

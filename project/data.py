@@ -14,23 +14,21 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from project.augment import AugmentSpec, BatchAugment
 from project.checkpoints import gathered, own_rank
-from project.datasets import DATASETS
+from project.datasets import DATASET_SETTINGS, DATASETS
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
+from project.splits import normalization_stats, split_indices, stratified_part
 
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
 CLEAN_TRAIN_LOADER = 1
 DEFAULT_DATA_DIR = "data"
-# The settings only some data sets read (DatasetInfo.reads); given with another set, they are refused.
-DATASET_SETTINGS = ("data_dir", "image_size", "channels", "fake_size", "fake_shape", "fake_classes")
 
 
 def _plain(value):
@@ -56,6 +54,10 @@ class TensorBatches(torch.utils.data.Dataset):
     def __getitems__(self, indices: list[int]):
         index = torch.as_tensor(indices)
         return self.images[index], self.labels[index]
+
+    def head(self, n: int) -> torch.Tensor:
+        """The first ``n`` images (uint8), as a streamed split gives them too."""
+        return self.images[:n]
 
 
 def _keep_batch(batch):
@@ -91,6 +93,8 @@ class ImageDataModule(LightningDataModule):
         fake_classes: int = 10,
         image_size: tuple[int, int] | None = None,
         channels: Literal[1, 3] | None = None,
+        stream: bool = False,
+        stream_dir: str = "data/stream",
     ):
         """
         Args:
@@ -128,6 +132,10 @@ class ImageDataModule(LightningDataModule):
             image_size: [height, width] the images of an image_folder are resized to; null: the size
                 of its first training image.
             channels: 1 (gray) or 3 (RGB) for an image_folder; null: as its first training image.
+            stream: convert the data set once into LitData chunks (project prepare) and stream every
+                split from them: memory no longer grows with the data set, worker processes decode,
+                and a run resumes mid-epoch (project/stream.py).
+            stream_dir: where the chunks are kept, a folder per data set and settings.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -159,6 +167,10 @@ class ImageDataModule(LightningDataModule):
         if image_size is not None and (len(image_size) != 2 or min(image_size) < 1):
             fail("data.image_size", image_size, "two positive sizes [height, width], or null")
         self._check_settings_it_reads()
+        if stream_dir != "data/stream" and not stream:
+            fail("data.stream_dir", stream_dir, "a folder together with data.stream=true", "is only read when streaming")
+        if Path(stream_dir).exists() and not Path(stream_dir).is_dir():
+            fail("data.stream_dir", stream_dir, "a folder (made if missing)", "is a file")
         if dataset == "fake" and fake_size * math.prod(fake_shape) > machine_memory():
             fail("data.fake_shape", fake_shape, f"a size whose {fake_size} images fit in this machine's "
                  f"{machine_memory() / 2**30:.1f} GiB", f"with data.fake_size={fake_size} needs "
@@ -203,6 +215,14 @@ class ImageDataModule(LightningDataModule):
         if self._loaded:
             return
         hp = self.hparams
+        if hp.stream:  # the chunks' splits and statistics, converted first if need be
+            from project.stream import open_splits
+
+            self.stream_folder, splits, (self.mean, self.std) = open_splits(self.info, hp, self.input_shape,
+                                                                            getattr(self, "verbose", False))
+            self.train_set, self.val_set, self.test_set, self.train_clean_set = splits
+            self._loaded = True
+            return
         splits = self.info.load(hp)
         images, labels = splits.train
         if tuple(images.shape[1:]) != self.input_shape:
@@ -227,8 +247,13 @@ class ImageDataModule(LightningDataModule):
         self.mean, self.std = normalization_stats(self.train_set.images, hp.normalize)
         self._loaded = True
 
-    def _loader(self, data: TensorBatches, batch_size: int, sampler=None, drop_last: bool = False) -> DataLoader:
+    def _loader(self, data, batch_size: int, sampler=None, drop_last: bool = False, shuffle: bool = False):
         workers = self.hparams.num_workers
+        if self.hparams.stream:  # the training split; evaluation is _eval_loader's
+            from project.stream import open_loader
+
+            return open_loader(data.folder, data.split, batch_size, shuffle, self.hparams.seed, workers, drop_last,
+                               self.hparams.pin_memory)
         return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=_keep_batch, drop_last=drop_last,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=self.hparams.pin_memory)
@@ -258,10 +283,21 @@ class ImageDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # Under DDP each process trains on its own shard of the training split, reshuffled every
-        # epoch (Lightning calls set_epoch). Validation and test are not sharded: every process
-        # sees the whole split, so the synced accuracy is that of the whole split, with no
-        # duplicated samples (configs/default.yaml sets trainer.use_distributed_sampler: false).
+        # epoch (Lightning calls set_epoch); evaluation shards are _eval_loader's (configs/default.yaml
+        # sets trainer.use_distributed_sampler: false: Lightning's sampler would pad with duplicates).
         trainer = self.trainer
+        if self.hparams.stream:  # LitData shuffles and shards (each DDP rank its part) by itself
+            batch = self._trainer_batch()
+            world = trainer.world_size if trainer is not None else 1
+            self._train_loader = self._loader(self.train_set, batch, shuffle=True,
+                                              drop_last=world > 1 or len(self.train_set) % batch == 1)
+            position, self._stream_position = getattr(self, "_stream_position", None), None
+            if position is not None:
+                self._train_loader.load_state_dict(position)
+            if trainer is not None:  # the position a checkpoint saves: the batches Lightning has trained
+                progress = trainer.fit_loop.epoch_loop.batch_progress.current
+                self._train_loader.progress = lambda: (progress.completed, trainer.num_training_batches)
+            return self._train_loader
         if trainer is not None and trainer.world_size > 1:
             sampler = DistributedSampler(self.train_set, num_replicas=trainer.world_size, rank=trainer.global_rank,
                                          shuffle=True, seed=torch.initial_seed() % 2**31)
@@ -276,16 +312,33 @@ class ImageDataModule(LightningDataModule):
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         # Loader 1 measures the training accuracy the way validation's is measured (the model
         # logs it as train/acc_clean); validation hooks see it as dataloader_idx 1.
-        val = self._loader(self.val_set, self.hparams.eval_batch_size)
+        val = self._eval_loader(self.val_set)
         if self.train_clean_set is None:
             return val
-        return [val, self._loader(self.train_clean_set, self.hparams.eval_batch_size)]
+        return [val, self._eval_loader(self.train_clean_set)]
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.hparams.eval_batch_size)
+        return self._eval_loader(self.test_set)
 
-    def predict_dataloader(self) -> DataLoader:
+    def predict_dataloader(self) -> DataLoader:  # every image, in order, in each process (rank 0 writes them)
+        if self.hparams.stream:
+            from project.stream import eval_loader
+
+            return eval_loader(self.predict_set.folder, self.predict_set.split, self.hparams.eval_batch_size,
+                               num_workers=self.hparams.num_workers, pin_memory=self.hparams.pin_memory)
         return self._loader(self.predict_set, self.hparams.eval_batch_size)
+
+    def _eval_loader(self, data) -> DataLoader:
+        """Under DDP each rank evaluates its own share (images rank, rank + world, ...), every image
+        once: the metrics' sync gives the whole split's figures, and the cost shrinks with the ranks."""
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        if self.hparams.stream:
+            from project.stream import eval_loader
+
+            return eval_loader(data.folder, data.split, self.hparams.eval_batch_size, rank, world,
+                               self.hparams.num_workers, self.hparams.pin_memory)
+        return self._loader(data, self.hparams.eval_batch_size, sampler=range(rank, len(data), world))
 
     @property
     def predict_set(self) -> TensorBatches:
@@ -305,6 +358,7 @@ class ImageDataModule(LightningDataModule):
         if augment and self.augmentation:
             if self.augmentation.generator is None or self.augmentation.generator.device != x.device:
                 self._seed_augmentation(x.device)
+            self._augment_before = self.augmentation.generator.get_state()  # for a stop before this batch trains
             x = self.augmentation(x)
         mean, std = self.mean.to(x.device, non_blocking=True), self.std.to(x.device, non_blocking=True)
         return (x - mean) / std
@@ -321,72 +375,26 @@ class ImageDataModule(LightningDataModule):
                       f"{device.type}; rank {rank} starts its stream afresh from data.seed", file=sys.stderr, flush=True)
             self._augment_state = None
 
-    # each rank's augmentation stream travels in checkpoints, for an exact resume
+    # each rank's augmentation stream (and, streaming, its loader's position) travels in
+    # checkpoints, for an exact resume
     def state_dict(self) -> dict:
         gen = self.augmentation.generator
-        return {"augment_rng": gathered(gen.get_state() if gen is not None else None)}
+        own = gen.get_state() if gen is not None else None
+        trainer = self.trainer
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current if trainer is not None else None
+        if progress is not None and trainer.training and progress.ready > progress.completed:
+            own = getattr(self, "_augment_before", own)  # stopped with a batch augmented but not trained
+        state = {"augment_rng": gathered(own)}
+        if self.hparams.stream:
+            loader = getattr(self, "_train_loader", None)
+            state["stream_position"] = gathered(loader.state_dict() if loader is not None else None)
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         saved = state.get("augment_rng")
         self._augment_state = own_rank(saved, "augmentation stream") if isinstance(saved, list) else saved
         self.augmentation.generator = None
-
-
-def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
-                  train_size: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Disjoint train/val/test indices, stratified by class when every class has two samples.
-
-    A fraction of 0 means the data set brings that split itself; ``val_fraction`` is a share of
-    the training data where the set brings its test split, else of the whole set.
-    """
-    n = len(labels)
-    index = np.arange(n)
-
-    def carve(idx: np.ndarray, size: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-        if size < 1 or size >= len(idx):
-            fail(f"data.{what}", {"test_fraction": test_fraction, "val_fraction": val_fraction}.get(what, size),
-                 "a value that leaves samples on both sides", f"leaves an empty split ({size} of {len(idx)} samples)")
-        part = idx[stratified_part(labels[idx], size, seed)]
-        return np.setdiff1d(idx, part), part
-
-    test_idx = np.array([], dtype=np.int64)
-    if test_fraction > 0:
-        index, test_idx = carve(index, math.ceil(n * test_fraction), "test_fraction")
-    val_idx = np.array([], dtype=np.int64)
-    if val_fraction > 0:
-        index, val_idx = carve(index, math.ceil(n * val_fraction), "val_fraction")
-    if train_size is not None:
-        if train_size > len(index):
-            fail("data.train_size", train_size, f"2 to {len(index)}, or null (all)",
-                 f"is larger than the training split ({len(index)} samples)")
-        if train_size < len(index):
-            _, index = carve(index, train_size, "train_size")
-    return index, val_idx, test_idx
-
-
-def stratified_part(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Sorted indices of a class-stratified sample of ``size`` of these labels (all of them if fewer)."""
-    from sklearn.model_selection import train_test_split
-
-    if size >= len(labels):
-        return np.arange(len(labels))
-    counts = np.bincount(labels)
-    classes = int((counts > 0).sum())
-    stratify = labels if counts[counts > 0].min() >= 2 and classes <= size <= len(labels) - classes else None
-    _, part = train_test_split(np.arange(len(labels)), test_size=size, random_state=seed, stratify=stratify)
-    return np.sort(part)
-
-
-def normalization_stats(images: torch.Tensor, normalize: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel (shift, scale) such that (x - shift) / scale normalizes, from these images only."""
-    c = images.shape[1]
-    x = images.float().div(255).transpose(0, 1).reshape(c, -1)
-    if normalize == "standardize":
-        shift, scale = x.mean(dim=1), x.std(dim=1)
-    elif normalize == "minmax":
-        shift, scale = x.amin(dim=1), x.amax(dim=1) - x.amin(dim=1)
-    elif normalize == "none":
-        shift, scale = torch.zeros(c), torch.ones(c)
-    else:
-        fail("data.normalize", normalize, "minmax, none, standardize", "is not known")
-    return shift.view(1, c, 1, 1), scale.clamp_min(1e-6).view(1, c, 1, 1)
+        # The training loader is made after this (Lightning restores the data module first) and
+        # continues from here: mid-epoch, at the batch after the last one trained.
+        positions = state.get("stream_position") if self.hparams.stream else None
+        self._stream_position = own_rank(positions, "streaming position") if positions else None

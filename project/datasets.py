@@ -24,6 +24,8 @@ import torch
 from project.errors import DataError
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+# The settings only some data sets read (DatasetInfo.reads); given with another set, they are refused.
+DATASET_SETTINGS = ("data_dir", "image_size", "channels", "fake_size", "fake_shape", "fake_classes")
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 
 
@@ -264,27 +266,35 @@ def folder_shape(settings) -> tuple[int, int, int]:
     return int(channels), int(height), int(width)
 
 
-def _load_image_folder(settings) -> Splits:
-    """Every image decoded, as gray or RGB, resized to the input shape: a uint8 tensor per split."""
-    from torchvision.transforms.v2.functional import resize
-
+def folder_files(settings) -> dict[str, tuple[list[str], list[int]]]:
+    """Each split folder's image files and their labels, by listing alone (nothing is decoded)."""
     root = Path(settings["data_dir"])
     classes = folder_classes(root)
-    channels, height, width = folder_shape(settings)
-    splits = {}
+    files = {}
     for split in SPLIT_FOLDERS:
-        if not (root / split).is_dir():
-            continue
-        images, labels = [], []
+        paths, labels = [], []
         for label, name in enumerate(classes):
-            for path in _image_files(root / split / name) if (root / split / name).is_dir() else []:
-                image = _decode(path, channels)
-                if image.shape[1:] != (height, width):
-                    image = resize(image, [height, width], antialias=True)
-                images.append(image)
-                labels.append(label)
-        if images:
-            splits[split] = (torch.stack(images), torch.tensor(labels, dtype=torch.long))
+            found = _image_files(root / split / name) if (root / split / name).is_dir() else []
+            paths += [str(p) for p in found]
+            labels += [label] * len(found)
+        if paths:
+            files[split] = (paths, labels)
+    return files
+
+
+def read_image_file(path: str, shape: tuple[int, int, int]) -> torch.Tensor:
+    """One image file as a (C, H, W) uint8 tensor of this shape: gray or RGB, resized."""
+    from torchvision.transforms.v2.functional import resize
+
+    image = _decode(Path(path), shape[0])
+    return image if tuple(image.shape[1:]) == shape[1:] else resize(image, list(shape[1:]), antialias=True)
+
+
+def _load_image_folder(settings) -> Splits:
+    """Every image decoded, as gray or RGB, resized to the input shape: a uint8 tensor per split."""
+    shape = folder_shape(settings)
+    splits = {split: (torch.stack([read_image_file(p, shape) for p in paths]), torch.tensor(labels, dtype=torch.long))
+              for split, (paths, labels) in folder_files(settings).items()}
     return Splits(splits["train"], splits.get("val"), splits.get("test"))
 
 
@@ -302,6 +312,9 @@ class DatasetInfo:
     shape: Shape | Callable[[dict], Shape]
     classes: tuple[str, ...] | Callable[[dict], tuple[str, ...]]
     reads: tuple[str, ...] = ()  # of data_dir, image_size, channels, fake_*: the others are refused with it
+    # A set of image files lists them per split (data.stream then decodes them one at a time, never
+    # all at once); the others are loaded whole to be converted.
+    files: Callable[[dict], dict[str, tuple[list[str], list[int]]]] | None = None
 
     def shape_for(self, settings: dict) -> Shape:
         return tuple(self.shape(settings) if callable(self.shape) else self.shape)
@@ -326,7 +339,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("data_dir",)),
     # The user's own images: DIR/train/<class>/*, and DIR/val/<class>/*, DIR/test/<class>/* where present.
     "image_folder": DatasetInfo(_load_image_folder, folder_shape, lambda settings: folder_classes(settings["data_dir"]),
-                                ("data_dir", "image_size", "channels")),
+                                ("data_dir", "image_size", "channels"), folder_files),
     "fake": DatasetInfo(_load_fake, lambda settings: tuple(settings["fake_shape"]),
                         lambda settings: tuple(str(i) for i in range(settings["fake_classes"])),
                         ("fake_size", "fake_shape", "fake_classes")),

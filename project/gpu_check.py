@@ -46,7 +46,7 @@ class Probe(Callback):
         loader = trainer.train_dataloader
         self.seen = {
             "batch_device": str(images.device), "batch_dtype": str(images.dtype),
-            "stored_dtype": str(dm.train_set.images.dtype), "pin_memory": bool(getattr(loader, "pin_memory", False)),
+            "stored_dtype": str(dm.train_set.head(1).dtype), "pin_memory": bool(getattr(loader, "pin_memory", False)),
             "channels_last": bool(convs) and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs),
             "augment_device": str(generator.device) if generator is not None else None,
             "precision": str(trainer.precision), "world_size": trainer.world_size,

@@ -146,7 +146,7 @@ class Histograms(Callback):
         """Each block's output (and the logits) on the fixed validation batch."""
         if getattr(datamodule, "val_set", None) is None or not hasattr(datamodule, "prepare"):
             return {}  # a data module of the user's own: the fixed batch is ImageDataModule's
-        images = datamodule.val_set.images[: self.num_samples].to(pl_module.device)
+        images = datamodule.val_set.head(self.num_samples).to(pl_module.device)
         net = pl_module.net
         blocks = dict(getattr(net, "blocks", nn.ModuleList()).named_children())
         outputs: dict[str, torch.Tensor] = {}
@@ -216,7 +216,7 @@ class Pictures(Callback):
         # A separate generator: drawing this picture must not change the training run's draws.
         augment = BatchAugment(dm.augmentation.specs)
         augment.seed(0)
-        originals = dm.train_set.images[:16].float() / 255
+        originals = dm.train_set.head(16).float() / 255
         grid = make_grid(torch.cat([originals, augment(originals.repeat(3, 1, 1, 1))]), nrow=16, pad_value=0.5)
         zoom = max(1, 64 // originals.shape[-1])  # 8x8 digits are too small to see as they are
         grid = torch.nn.functional.interpolate(grid[None], scale_factor=zoom, mode="nearest")[0]

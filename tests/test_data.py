@@ -49,6 +49,18 @@ def test_normalization_statistics_come_from_training_split_only():
     assert out.amin().item() == pytest.approx(0) and out.amax().item() == pytest.approx(1)
 
 
+@pytest.mark.parametrize("normalize", ["standardize", "minmax", "none"])
+def test_statistics_added_a_chunk_at_a_time_equal_the_whole_splits(normalize):
+    """The running sums (a chunk of 7 images at a time, the last chunk short) give what torch gives
+    on a float copy of the whole split, which loading no longer makes."""
+    images = torch.randint(3, 250, (100, 3, 5, 6), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = (images.float() / 255).transpose(0, 1).reshape(3, -1)
+    expected = {"standardize": (x.mean(1), x.std(1)), "minmax": (x.amin(1), x.amax(1) - x.amin(1)),
+                "none": (torch.zeros(3), torch.ones(3))}[normalize]
+    shift, scale = normalization_stats(images, normalize, chunk=7)
+    assert torch.allclose(shift.flatten(), expected[0], atol=1e-6) and torch.allclose(scale.flatten(), expected[1], atol=1e-6)
+
+
 def test_batches_are_one_indexing_operation():
     dm = ImageDataModule(batch_size=16)
     dm.setup("fit")

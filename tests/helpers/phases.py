@@ -48,3 +48,12 @@ class StopAfter(Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if os.environ.get("STOP_AFTER") and trainer.current_epoch + 1 >= int(os.environ["STOP_AFTER"]):
             trainer.should_stop = True
+
+
+class InterruptAt(Callback):
+    """Ctrl-C at batch INTERRUPT_BATCH of epoch INTERRUPT_EPOCH (a run stopped mid-epoch)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if (os.environ.get("INTERRUPT_EPOCH") and trainer.current_epoch == int(os.environ["INTERRUPT_EPOCH"])
+                and batch_idx == int(os.environ["INTERRUPT_BATCH"])):
+            raise KeyboardInterrupt

@@ -1,0 +1,98 @@
+"""The training/validation/test split and the normalization statistics, for data in memory and
+for streamed chunks alike (the same settings give the same split on both paths)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from project.errors import fail
+
+
+def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
+                  train_size: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint train/val/test indices, stratified by class when every class has two samples.
+
+    A fraction of 0 means the data set brings that split itself; ``val_fraction`` is a share of
+    the training data where the set brings its test split, else of the whole set.
+    """
+    n = len(labels)
+    index = np.arange(n)
+
+    def carve(idx: np.ndarray, size: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+        if size < 1 or size >= len(idx):
+            fail(f"data.{what}", {"test_fraction": test_fraction, "val_fraction": val_fraction}.get(what, size),
+                 "a value that leaves samples on both sides", f"leaves an empty split ({size} of {len(idx)} samples)")
+        part = idx[stratified_part(labels[idx], size, seed)]
+        return np.setdiff1d(idx, part), part
+
+    test_idx = np.array([], dtype=np.int64)
+    if test_fraction > 0:
+        index, test_idx = carve(index, math.ceil(n * test_fraction), "test_fraction")
+    val_idx = np.array([], dtype=np.int64)
+    if val_fraction > 0:
+        index, val_idx = carve(index, math.ceil(n * val_fraction), "val_fraction")
+    if train_size is not None:
+        if train_size > len(index):
+            fail("data.train_size", train_size, f"2 to {len(index)}, or null (all)",
+                 f"is larger than the training split ({len(index)} samples)")
+        if train_size < len(index):
+            _, index = carve(index, train_size, "train_size")
+    return index, val_idx, test_idx
+
+
+def stratified_part(labels: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a class-stratified sample of ``size`` of these labels (all of them if fewer)."""
+    from sklearn.model_selection import train_test_split
+
+    if size >= len(labels):
+        return np.arange(len(labels))
+    counts = np.bincount(labels)
+    classes = int((counts > 0).sum())
+    stratify = labels if counts[counts > 0].min() >= 2 and classes <= size <= len(labels) - classes else None
+    _, part = train_test_split(np.arange(len(labels)), test_size=size, random_state=seed, stratify=stratify)
+    return np.sort(part)
+
+
+class RunningStats:
+    """Per-channel count, sum, sum of squares, min and max of uint8 images, added a batch at a time
+    (float64 sums), so the statistics of a split never need a float copy of it."""
+
+    def __init__(self, channels: int):
+        self.n = 0
+        self.sum, self.sq = torch.zeros(channels, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64)
+        self.low, self.high = torch.full((channels,), 255), torch.zeros(channels, dtype=torch.long)
+
+    def add(self, images: torch.Tensor) -> None:
+        x = images.transpose(0, 1).reshape(images.shape[1], -1)  # (C, pixels) of this batch only
+        self.n += x.shape[1]
+        self.sum += x.sum(dim=1, dtype=torch.float64)
+        self.sq += x.double().square().sum(dim=1)
+        self.low, self.high = torch.minimum(self.low, x.amin(dim=1).long()), torch.maximum(self.high, x.amax(dim=1).long())
+
+    def shift_scale(self, normalize: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(shift, scale) such that (x / 255 - shift) / scale normalizes: standardize (the unbiased
+        std, as torch.std), minmax or none."""
+        c = len(self.sum)
+        if normalize == "standardize":
+            mean = self.sum / self.n
+            var = (self.sq - self.n * mean.square()) / max(self.n - 1, 1)
+            shift, scale = mean / 255, var.clamp_min(0).sqrt() / 255
+        elif normalize == "minmax":
+            shift, scale = self.low.double() / 255, (self.high - self.low).double() / 255
+        elif normalize == "none":
+            shift, scale = torch.zeros(c), torch.ones(c)
+        else:
+            fail("data.normalize", normalize, "minmax, none, standardize", "is not known")
+        return shift.float().view(1, c, 1, 1), scale.float().clamp_min(1e-6).view(1, c, 1, 1)
+
+
+def normalization_stats(images: torch.Tensor, normalize: str, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel (shift, scale) such that (x - shift) / scale normalizes, from these images only,
+    a chunk at a time: loading peaks at the uint8 data and one chunk, not a float copy of the split."""
+    stats = RunningStats(images.shape[1])
+    for start in range(0, len(images), chunk):
+        stats.add(images[start:start + chunk])
+    return stats.shift_scale(normalize)
