@@ -16,6 +16,7 @@ batches are uint8, as on the in-memory path, and are augmented and normalized on
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -121,11 +122,20 @@ def prepare(info, settings, shape, verbose: bool = False) -> Path:
     folder = cache_folder(info, settings)
     if (folder / "meta.json").is_file():
         return folder
-    numpy_state, python_state = np.random.get_state(), random.getstate()
-    with torch.random.fork_rng(devices=[]):
-        _convert(folder, info, settings, shape, verbose)
-    np.random.set_state(numpy_state)
-    random.setstate(python_state)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Processes started together (torchrun's ranks) convert once: the first holds the lock, the
+    # others wait for it and find the chunks.
+    lock_path = folder.parent / f".{folder.name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (folder / "meta.json").is_file():
+            return folder
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            _convert(folder, info, settings, shape, verbose)
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)
+        lock_path.unlink()  # a process still waiting on it finds meta.json
     return folder
 
 
@@ -236,7 +246,7 @@ class CheckedDataset(StreamingDataset):
                          f"{reason})")
 
 
-def _dataset(folder: Path, split: str, shuffle: bool, seed: int, drop_last: bool | None = False) -> CheckedDataset:
+def _dataset(folder: Path, split: str, shuffle: bool, seed: int, drop_last: bool | None = None) -> CheckedDataset:
     # item_shuffle_window=0: each chunk's items in a full random order every epoch, not by windows.
     dataset = CheckedDataset(str(folder / split), shuffle=shuffle, seed=seed, drop_last=drop_last, item_shuffle_window=0)
     dataset.shown = (folder, split)  # as the user's settings name it, for an error
