@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from project import bench_data
 from project.callbacks import NonFiniteLossGuard, WeightPenalty
 from project.data import ImageDataModule
 from project.hparams import HParams
@@ -44,12 +45,15 @@ class Sizes:
     digits_epochs: int = 30
     compile: bool = True
     repeats: int = 3          # interleaved repetitions of the throughput measurements
+    stream_images: tuple[int, int] = (10_000, 100_000)  # streaming memory: the small and the large set
+    stream_train: int = 20_000  # streaming vs in-memory throughput
 
 
 FULL = Sizes()
-QUICK = Sizes(steps=60, pipeline_images=8_000, epoch_images=8_000, digits_epochs=30, compile=False, repeats=2)
+QUICK = Sizes(steps=60, pipeline_images=8_000, epoch_images=8_000, digits_epochs=30, compile=False, repeats=2,
+              stream_images=(5_000, 50_000), stream_train=8_000)
 TINY = Sizes(batch=16, warmup=2, steps=4, pipeline_images=256, epoch_images=512, digits_epochs=1, compile=False,
-             repeats=1)
+             repeats=1, stream_images=(300, 3_000), stream_train=512)
 
 SHAPE = (1, 28, 28)
 
@@ -288,6 +292,7 @@ def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
     rows: list[dict] = []
 
     def add(name: str, ours: float, reference: float, goal: float | None, unit: str, note: str = "") -> None:
+        """A row: ours / reference, met when that ratio is >= goal."""
         ratio = ours / reference
         row = {"measure": name, "ours": ours, "reference": reference, "ratio": ratio, "goal": goal,
                "met": None if goal is None else ratio >= goal, "unit": unit, "note": note}
@@ -336,6 +341,8 @@ def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
         for name, kwargs in options.items():
             rate = max(trainer_rate(dm, sizes, work, **kwargs) for _ in range(sizes.repeats))
             add(f"{name} (img/s)", rate, default, None, "img/s")
+
+        bench_data.rows(sizes, work, add, lambda data: trainer_rate(data, sizes, work))
 
     report = {"device": _device(), "sizes": sizes.__dict__, "rows": rows, "torch": torch.__version__}
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from project.checkpoints import gathered, own_rank
 from project.datasets import DATASET_SETTINGS, DATASETS
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
-from project.splits import normalization_stats, split_indices, stratified_part
+from project.splits import RunningStats, chunk_images, split_indices, stratified_part
 
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
@@ -40,24 +40,35 @@ DEFAULT_AUGMENT: list[AugmentSpec] = [{"name": "random_crop", "padding": 1}]
 
 
 class TensorBatches(torch.utils.data.Dataset):
-    """Images and labels in memory; ``__getitems__`` makes a batch one indexing operation."""
+    """Images and labels in memory; ``__getitems__`` makes a batch one indexing operation. With
+    ``index`` it is a subset of ``images`` read through that index, without a copy of its own."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None):
+        self._images, self.index = images, index
+        self.labels = labels if index is None else labels[index]
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self._images if self.index is None else self._images[self.index]
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, i: int):
-        return self.images[i], self.labels[i]
+        return self._images[i if self.index is None else self.index[i]], self.labels[i]
 
     def __getitems__(self, indices: list[int]):
         index = torch.as_tensor(indices)
-        return self.images[index], self.labels[index]
+        return self._images[index if self.index is None else self.index[index]], self.labels[index]
 
     def head(self, n: int) -> torch.Tensor:
         """The first ``n`` images (uint8), as a streamed split gives them too."""
-        return self.images[:n]
+        return self._images[:n] if self.index is None else self._images[self.index[:n]]
+
+    def chunks(self, size: int):
+        """The images, ``size`` at a time (a copy of one chunk at a time, never of the split)."""
+        for start in range(0, len(self), size):
+            yield self._images[start:start + size] if self.index is None else self._images[self.index[start:start + size]]
 
 
 def _keep_batch(batch):
@@ -235,16 +246,21 @@ class ImageDataModule(LightningDataModule):
         except SettingError as err:  # a setting that does not fit this data set's size
             raise DataError(err.setting, err.value, err.allowed, f"{err.why} of data set {hp.dataset} "
                             f"({len(labels)} samples)") from None
-        val = splits.val or (images[val_idx], labels[val_idx])
-        test = splits.test or (images[test_idx], labels[test_idx])
-        self.train_set = TensorBatches(images[train_idx], labels[train_idx])
-        self.val_set, self.test_set = TensorBatches(*val), TensorBatches(*test)
+        # Every split is read through its indices into the loaded images: no copy is made, so loading
+        # peaks near the uint8 data itself (make bench, row 6a).
+        train_idx, val_idx, test_idx = (torch.from_numpy(i) for i in (train_idx, val_idx, test_idx))
+        self.train_set = TensorBatches(images, labels, train_idx)
+        self.val_set = TensorBatches(*splits.val) if splits.val else TensorBatches(images, labels, val_idx)
+        self.test_set = TensorBatches(*splits.test) if splits.test else TensorBatches(images, labels, test_idx)
         size = len(self.val_set) if hp.clean_train_size is None else hp.clean_train_size
         if size:
             # The same images every epoch, so the curve moves with the model, not with the draw.
-            part = stratified_part(labels[train_idx].numpy(), size, hp.seed)
-            self.train_clean_set = TensorBatches(self.train_set.images[part], self.train_set.labels[part])
-        self.mean, self.std = normalization_stats(self.train_set.images, hp.normalize)
+            part = torch.from_numpy(stratified_part(self.train_set.labels.numpy(), size, hp.seed))
+            self.train_clean_set = TensorBatches(images, labels, train_idx[part])
+        stats = RunningStats(images.shape[1])
+        for chunk in self.train_set.chunks(chunk_images(images.shape[1:])):
+            stats.add(chunk)
+        self.mean, self.std = stats.shift_scale(hp.normalize)
         self._loaded = True
 
     def _loader(self, data, batch_size: int, sampler=None, drop_last: bool = False, shuffle: bool = False):

@@ -33,7 +33,7 @@ from litdata import StreamingDataLoader, StreamingDataset, optimize
 
 from project.datasets import DATASET_SETTINGS, read_image_file
 from project.errors import DataError, SettingError
-from project.splits import RunningStats, split_indices, stratified_part
+from project.splits import RunningStats, chunk_images, split_indices, stratified_part
 
 # LitData hands each loader worker (and each DDP rank) its own part, so the length Lightning warns
 # about is right.
@@ -155,7 +155,7 @@ def _convert(folder: Path, info, settings, shape, verbose: bool) -> None:
                  verbose=verbose, start_method="fork", keep_data_ordered=True)  # as the labels file is
         np.save(folder / f"{split}_labels.npy", labels.astype(np.int64))
     stats = RunningStats(shape[0])
-    for images, _ in open_loader(folder, "train", batch_size=1024, shuffle=False):
+    for images, _ in open_loader(folder, "train", batch_size=chunk_images(shape), shuffle=False):
         stats.add(images)
     meta = {"format": FORMAT, "shape": list(shape), "counts": {s: len(plan[s][1]) for s in plan},
             "sums": {"n": stats.n, "sum": stats.sum.tolist(), "sq": stats.sq.tolist(), "low": stats.low.tolist(),

@@ -3,7 +3,8 @@ import pytest
 import torch
 from lightning.pytorch import LightningModule
 
-from project.data import ImageDataModule, normalization_stats, split_indices
+from project.data import ImageDataModule
+from project.splits import normalization_stats, split_indices
 from project.errors import SettingError
 
 
