@@ -229,8 +229,8 @@ class ImageDataModule(LightningDataModule):
         if hp.stream:  # the chunks' splits and statistics, converted first if need be
             from project.stream import open_splits
 
-            self.stream_folder, splits, (self.mean, self.std) = open_splits(self.info, hp, self.input_shape,
-                                                                            getattr(self, "verbose", False))
+            self.stream_folder, self.stream_converted, splits, (self.mean, self.std) = open_splits(
+                self.info, hp, self.input_shape, getattr(self, "verbose", False))
             self.train_set, self.val_set, self.test_set, self.train_clean_set = splits
             self._loaded = True
             return

@@ -115,13 +115,13 @@ def _plan(info, settings, shape) -> tuple[dict, object]:
     return plan, read
 
 
-def prepare(info, settings, shape, verbose: bool = False) -> Path:
+def prepare(info, settings, shape, verbose: bool = False) -> tuple[Path, bool]:
     """The chunks of this data set and settings: reused when ``meta.json`` says they are finished,
-    else (re)written. Returns their folder. The global random streams are left as they were, so a
+    else (re)written. Returns their folder, and whether this process wrote them. The global random streams are left as they were, so a
     run that converts trains exactly as a run that finds the chunks."""
     folder = cache_folder(info, settings)
     if (folder / "meta.json").is_file():
-        return folder
+        return folder, False
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Processes started together (torchrun's ranks) convert once: the first holds the lock, the
     # others wait for it and find the chunks.
@@ -129,14 +129,14 @@ def prepare(info, settings, shape, verbose: bool = False) -> Path:
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (folder / "meta.json").is_file():
-            return folder
+            return folder, False
         numpy_state, python_state = np.random.get_state(), random.getstate()
         with torch.random.fork_rng(devices=[]):
             _convert(folder, info, settings, shape, verbose)
         np.random.set_state(numpy_state)
         random.setstate(python_state)
         lock_path.unlink()  # a process still waiting on it finds meta.json
-    return folder
+    return folder, True
 
 
 def _convert(folder: Path, info, settings, shape, verbose: bool) -> None:
@@ -164,10 +164,10 @@ def _convert(folder: Path, info, settings, shape, verbose: bool) -> None:
 
 
 def open_splits(info, settings, shape, verbose: bool = False):
-    """The chunks' folder, the train, val, test and clean-train splits (None where off) and the
-    normalization statistics; the chunks are converted first if need be, and checked whole."""
+    """The chunks' folder, whether this process converted them, the train, val, test and
+    clean-train splits (None where off) and the normalization statistics; the chunks are converted first if need be, and checked whole."""
     try:
-        folder = prepare(info, settings, shape, verbose)
+        folder, converted = prepare(info, settings, shape, verbose)
     except DataError:
         raise
     except SettingError as err:  # a setting that does not fit this data set's size
@@ -176,7 +176,7 @@ def open_splits(info, settings, shape, verbose: bool = False):
         if (folder / split).is_dir():
             check_chunks(folder, split)
     splits = [StreamedSplit(folder, s) if (folder / s).is_dir() else None for s in SPLITS]
-    return folder, splits, stats_of(folder, settings["normalize"])
+    return folder, converted, splits, stats_of(folder, settings["normalize"])
 
 
 def stats_of(folder: Path, normalize: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -320,10 +320,9 @@ def _stack(items):
 
 def prepare_command(datamodule) -> str:
     """``project prepare``: the conversion alone, with LitData's progress bar; what it made."""
-    folder = cache_folder(datamodule.info, datamodule.hparams)
-    reused = (folder / "meta.json").is_file()
     datamodule.verbose = True
     datamodule.setup()
+    folder, reused = datamodule.stream_folder, not datamodule.stream_converted
     counts = json.loads((folder / "meta.json").read_text())["counts"]
     size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
     return (f"{'already prepared (reused)' if reused else 'prepared'}: {folder} holds "

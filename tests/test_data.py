@@ -4,8 +4,8 @@ import torch
 from lightning.pytorch import LightningModule
 
 from project.data import ImageDataModule
-from project.splits import normalization_stats, split_indices
 from project.errors import SettingError
+from project.splits import normalization_stats, split_indices
 
 
 def test_digits_split_sizes_disjoint_and_seeded():

@@ -97,6 +97,21 @@ def test_the_chunks_are_reused_when_nothing_changed_and_rebuilt_when_something_d
     assert len(list(Path("data/stream").iterdir())) == 3
 
 
+def test_two_processes_started_together_convert_once(tmp_path):
+    """torchrun starts every rank at once: one converts, the others wait and reuse its chunks."""
+    import subprocess
+    import sys
+
+    runs = [subprocess.Popen([sys.executable, "-m", "project", "prepare", "--data.dataset=mnist5k"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outs
+    lines = sorted(out.strip().splitlines()[-1].split(":")[0] for out, _ in outs)
+    assert lines == ["already prepared (reused)", "prepared"]
+    assert sum("converting data set mnist5k" in err for _, err in outs) == 1
+    assert len([f for f in Path("data/stream").iterdir()]) == 1  # the chunks; the lock file is gone
+
+
 def test_a_stopped_conversion_is_done_again(tmp_path):
     dm = ImageDataModule(stream=True)
     folder = stream.cache_folder(dm.info, dm.hparams)
