@@ -286,7 +286,7 @@ def digits_fit_seconds(sizes: Sizes, workdir: Path, monitoring: bool) -> float:
     return (time.perf_counter() - started) / trainer.current_epoch
 
 
-def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
+def run(sizes: Sizes, out_dir: Path, echo=print, only_data: bool = False) -> dict:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     rows: list[dict] = []
@@ -302,6 +302,9 @@ def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        if only_data:
+            bench_data.rows(sizes, work, add, lambda data: trainer_rate(data, sizes, work))
+            return _write(rows, sizes, out_dir, echo)
         dm = fake_data((sizes.warmup + sizes.steps + 2) * sizes.batch, sizes.batch, augment=[])
         # Interleaved repeats, best of each: a busy neighbour slows single measurements at random.
         hand, default = 0.0, 0.0
@@ -343,7 +346,10 @@ def run(sizes: Sizes, out_dir: Path, echo=print) -> dict:
             add(f"{name} (img/s)", rate, default, None, "img/s")
 
         bench_data.rows(sizes, work, add, lambda data: trainer_rate(data, sizes, work))
+    return _write(rows, sizes, out_dir, echo)
 
+
+def _write(rows: list[dict], sizes: Sizes, out_dir: Path, echo) -> dict:
     report = {"device": _device(), "sizes": sizes.__dict__, "rows": rows, "torch": torch.__version__}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench.json").write_text(json.dumps(report, indent=1))
@@ -377,8 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m project.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes on 2 cores")
     parser.add_argument("--output", default="logs/bench", help="folder for bench.json and bench.md")
+    parser.add_argument("--only-data", action="store_true", help="only the data rows, 6a-6c (memory, streaming)")
     args = parser.parse_args(argv)
-    run(QUICK if args.quick else FULL, Path(args.output))
+    run(QUICK if args.quick else FULL, Path(args.output), only_data=args.only_data)
 
 
 if __name__ == "__main__":

@@ -192,6 +192,14 @@ class LastCheckpoint(Checkpoint):
 LAST, INTERRUPTED = "last.ckpt", "interrupted.ckpt"
 
 
+def last_saved(trainer: Trainer | None) -> str | None:
+    """``<last.ckpt> after epoch N``, read from the callbacks (asking the trainer for its log folder
+    is a collective, which a run that lost a process cannot make), or None."""
+    last = next((Path(c.last_model_path) for c in getattr(trainer, "callbacks", [])
+                 if isinstance(c, LastCheckpoint) and c.last_model_path), None)
+    return f"{last} after epoch {epochs_in(last)}" if last and last.is_file() else None
+
+
 def checkpoint_folder(trainer: Trainer) -> Path | None:
     """The run's checkpoint folder: ModelCheckpoint's, or <log_dir>/checkpoints."""
     folder = getattr(trainer.checkpoint_callback, "dirpath", None)

@@ -34,7 +34,7 @@ from project.checkpoints import (
     as_plain,
     check_matches,
     checkpoint_metrics,
-    epochs_in,
+    last_saved,
     load_resume,
 )
 from project.data import ImageDataModule
@@ -134,12 +134,7 @@ class ProjectCLI(LightningCLI):
         except RuntimeError as err:
             if not lost_peer(err):
                 raise
-            # The last checkpoint from the callbacks: asking the trainer for its log folder is a collective.
-            trainer = getattr(self, "trainer", None)
-            last = next((Path(c.last_model_path) for c in getattr(trainer, "callbacks", [])
-                         if isinstance(c, LastCheckpoint) and c.last_model_path), None)
-            saved = f"{last} after epoch {epochs_in(last)}" if last and last.is_file() else None
-            raise peer_lost(err, saved) from None
+            raise peer_lost(err, last_saved(getattr(self, "trainer", None))) from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--test_after_fit", type=bool, default=True,
@@ -369,9 +364,6 @@ def main(args: list[str] | None = None) -> None:
 
             sys.argv = sys.argv[:1]
             cli = ProjectCLI(args=[*given[1:], "--data.stream=true", "--trainer.logger=false"], run=False)
-            if not isinstance(cli.datamodule, ImageDataModule):
-                stop(SettingError("data", type(cli.datamodule).__name__, "project.data.ImageDataModule",
-                                  "is a data module of your own: it streams however it was written to"))
             print(prepare_command(cli.datamodule), flush=True)
         elif given[:1] == ["lr-find"]:
             own, rest = lr_find.parse(given[1:])

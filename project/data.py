@@ -23,7 +23,7 @@ from project.checkpoints import gathered, own_rank
 from project.datasets import DATASET_SETTINGS, DATASETS
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
-from project.splits import RunningStats, chunk_images, split_indices, stratified_part
+from project.splits import RunningStats, TensorBatches, chunk_images, split_indices, stratified_part
 
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
@@ -37,38 +37,6 @@ DEFAULT_AUGMENT: list[AugmentSpec] = [{"name": "random_crop", "padding": 1}]
 
 
 # --- batches -------------------------------------------------------------------------------------
-
-
-class TensorBatches(torch.utils.data.Dataset):
-    """Images and labels in memory; ``__getitems__`` makes a batch one indexing operation. With
-    ``index`` it is a subset of ``images`` read through that index, without a copy of its own."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None):
-        self._images, self.index = images, index
-        self.labels = labels if index is None else labels[index]
-
-    @property
-    def images(self) -> torch.Tensor:
-        return self._images if self.index is None else self._images[self.index]
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int):
-        return self._images[i if self.index is None else self.index[i]], self.labels[i]
-
-    def __getitems__(self, indices: list[int]):
-        index = torch.as_tensor(indices)
-        return self._images[index if self.index is None else self.index[index]], self.labels[index]
-
-    def head(self, n: int) -> torch.Tensor:
-        """The first ``n`` images (uint8), as a streamed split gives them too."""
-        return self._images[:n] if self.index is None else self._images[self.index[:n]]
-
-    def chunks(self, size: int):
-        """The images, ``size`` at a time (a copy of one chunk at a time, never of the split)."""
-        for start in range(0, len(self), size):
-            yield self._images[start:start + size] if self.index is None else self._images[self.index[start:start + size]]
 
 
 def _keep_batch(batch):

@@ -1,5 +1,6 @@
-"""The training/validation/test split and the normalization statistics, for data in memory and
-for streamed chunks alike (the same settings give the same split on both paths)."""
+"""The training/validation/test split, the splits in memory (TensorBatches: views of the loaded
+images through their indices) and the normalization statistics, for data in memory and for
+streamed chunks alike (the same settings give the same split on both paths)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,38 @@ import numpy as np
 import torch
 
 from project.errors import fail
+
+
+class TensorBatches(torch.utils.data.Dataset):
+    """Images and labels in memory; ``__getitems__`` makes a batch one indexing operation. With
+    ``index`` it is a subset of ``images`` read through that index, without a copy of its own."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None):
+        self._images, self.index = images, index
+        self.labels = labels if index is None else labels[index]
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self._images if self.index is None else self._images[self.index]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self._images[i if self.index is None else self.index[i]], self.labels[i]
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices)
+        return self._images[index if self.index is None else self.index[index]], self.labels[index]
+
+    def head(self, n: int) -> torch.Tensor:
+        """The first ``n`` images (uint8), as a streamed split gives them too."""
+        return self._images[:n] if self.index is None else self._images[self.index[:n]]
+
+    def chunks(self, size: int):
+        """The images, ``size`` at a time (a copy of one chunk at a time, never of the split)."""
+        for start in range(0, len(self), size):
+            yield self._images[start:start + size] if self.index is None else self._images[self.index[start:start + size]]
 
 
 def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,

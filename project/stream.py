@@ -320,6 +320,9 @@ def _stack(items):
 
 def prepare_command(datamodule) -> str:
     """``project prepare``: the conversion alone, with LitData's progress bar; what it made."""
+    if "stream" not in getattr(datamodule, "hparams", {}):
+        raise SettingError("data", type(datamodule).__name__, "project.data.ImageDataModule",
+                           "is a data module of your own: it streams however it was written to")
     datamodule.verbose = True
     datamodule.setup()
     folder, reused = datamodule.stream_folder, not datamodule.stream_converted
