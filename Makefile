@@ -74,7 +74,7 @@ search: install ## Optuna search over a YAML space, write logs/search/NAME/ (SPA
 bench: install ## measure speed as ratios to hand-written references, write logs/bench/ (several minutes)
 	$(BIN)/python -m project.bench
 
-bench-quick: install ## the benchmark on smaller sizes (under 2 minutes)
+bench-quick: install ## the benchmark on smaller sizes (a few minutes)
 	$(BIN)/python -m project.bench --quick
 
 gpu-check: install ## run the GPU paths for real on this machine's GPU, once (a few minutes), write logs/gpu_check/report.txt

@@ -1,7 +1,7 @@
 """The benchmark: our training loop against the references a user would otherwise write.
 
     python -m project.bench            # the full benchmark (several minutes on 2 cores)
-    python -m project.bench --quick    # smaller sizes, under 2 minutes
+    python -m project.bench --quick    # smaller sizes, a few minutes
 
 Every figure is a ratio of two measurements taken in this process, repeated in turns (best of
 each kept), so a shared, noisy machine moves both alike. Throughput is measured after warm-up steps, so one-time
@@ -381,7 +381,7 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m project.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, under 2 minutes on 2 cores")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes on 2 cores")
     parser.add_argument("--output", default="logs/bench", help="folder for bench.json and bench.md")
     parser.add_argument("--only-data", action="store_true", help="only the data rows, 6a-6c (memory, streaming)")
     args = parser.parse_args(argv)
