@@ -152,3 +152,33 @@ def test_stream_settings_are_checked_before_any_work(tmp_path, capsys, flags, na
         main(["fit", *flags, *QUICK])
     assert_one_line(done.value.code, *capsys.readouterr(), named, 2, says)
     assert not Path("logs").exists() and not Path("data").exists()
+
+
+@pytest.mark.slow  # three 2-process runs; make test-all
+def test_a_streamed_two_process_run_stopped_mid_epoch_resumes_bit_identical(tmp_path):
+    """Both ranks stopped at the 5th batch of epoch 2 (Ctrl-C), resumed with --ckpt_path last: each
+    rank continues its own shard at its next batch, and the run ends with the uninterrupted run's
+    weights (9 steps an epoch: LitData gives each rank the same number of batches)."""
+    import os
+    import subprocess
+    import sys
+
+    flags = [sys.executable, "-m", "project", "fit", "--config", str(REPO / "configs" / "trainer" / "ddp_cpu.yaml"),
+             "--data.stream=true", "--trainer.max_epochs=2", "--trainer.deterministic=true", "--test_after_fit=false",
+             "--early_stopping=null", "--data.augment=[hflip, rotation]", "--trainer.callbacks+=phases.InterruptAt",
+             *QUICK]
+
+    def fit(name, *extra, stop=False):
+        env = {**os.environ, "PYTHONPATH": str(REPO / "tests" / "helpers"),
+               **({"INTERRUPT_EPOCH": "1", "INTERRUPT_BATCH": "4"} if stop else {})}
+        return subprocess.run([*flags, f"--trainer.logger.init_args.name={name}", *extra], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    assert fit("whole").returncode == 0
+    stopped = fit("cut", stop=True)
+    assert stopped.returncode == 130 and "saved logs/cut/version_0/checkpoints/interrupted.ckpt" in stopped.stderr
+    assert fit("cut", "--ckpt_path=last").returncode == 0
+    whole, cut = (torch.load(tmp_path / "logs" / n / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+                  for n in ("whole", "cut"))
+    assert cut["global_step"] == whole["global_step"] == 2 * 9
+    assert all(torch.equal(whole["state_dict"][k], cut["state_dict"][k]) for k in whole["state_dict"])
