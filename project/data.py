@@ -23,7 +23,7 @@ from project.checkpoints import gathered, own_rank
 from project.datasets import DATASET_SETTINGS, DATASETS
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
-from project.splits import RunningStats, TensorBatches, chunk_images, split_indices, stratified_part
+from project.splits import RunningStats, TensorBatches, chunk_images, split_plan
 
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
@@ -208,9 +208,8 @@ class ImageDataModule(LightningDataModule):
             raise DataError("data.dataset", hp.dataset, f"images of shape {self.input_shape}",
                             f"gives images of shape {tuple(images.shape[1:])}")
         try:  # what the set does not bring is split off its training images, stratified
-            train_idx, val_idx, test_idx = split_indices(labels.numpy(), 0.0 if splits.val else hp.val_fraction,
-                                                         0.0 if splits.test else hp.test_fraction,
-                                                         hp.train_size, hp.seed)
+            train_idx, val_idx, test_idx, part = split_plan(labels.numpy(), hp, len(splits.val[1]) if splits.val else None,
+                                                            splits.test is not None)
         except SettingError as err:  # a setting that does not fit this data set's size
             raise DataError(err.setting, err.value, err.allowed, f"{err.why} of data set {hp.dataset} "
                             f"({len(labels)} samples)") from None
@@ -220,11 +219,8 @@ class ImageDataModule(LightningDataModule):
         self.train_set = TensorBatches(images, labels, train_idx)
         self.val_set = TensorBatches(*splits.val) if splits.val else TensorBatches(images, labels, val_idx)
         self.test_set = TensorBatches(*splits.test) if splits.test else TensorBatches(images, labels, test_idx)
-        size = len(self.val_set) if hp.clean_train_size is None else hp.clean_train_size
-        if size:
-            # The same images every epoch, so the curve moves with the model, not with the draw.
-            part = torch.from_numpy(stratified_part(self.train_set.labels.numpy(), size, hp.seed))
-            self.train_clean_set = TensorBatches(images, labels, train_idx[part])
+        if part is not None:
+            self.train_clean_set = TensorBatches(images, labels, train_idx[torch.from_numpy(part)])
         stats = RunningStats(images.shape[1])
         for chunk in self.train_set.chunks(chunk_images(images.shape[1:])):
             stats.add(chunk)

@@ -33,7 +33,7 @@ from litdata import StreamingDataLoader, StreamingDataset, optimize
 
 from project.datasets import DATASET_SETTINGS, read_image_file
 from project.errors import DataError, SettingError
-from project.splits import RunningStats, chunk_images, split_indices, stratified_part
+from project.splits import RunningStats, chunk_images, split_plan
 
 # LitData hands each loader worker (and each DDP rank) its own part, so the length Lightning warns
 # about is right.
@@ -98,15 +98,12 @@ def _plan(info, settings, shape) -> tuple[dict, object]:
         sources = keep
         read = functools.partial(_read_tensor, images=torch.cat(parts) if len(parts) > 1 else parts[0])
     items, labels = sources["train"]
-    train_idx, val_idx, test_idx = split_indices(labels, 0.0 if "val" in sources else settings["val_fraction"],
-                                                 0.0 if "test" in sources else settings["test_fraction"],
-                                                 settings["train_size"], settings["seed"])
+    train_idx, val_idx, test_idx, part = split_plan(labels, settings, len(sources["val"][1]) if "val" in sources else None,
+                                                    "test" in sources)
     plan = {"train": (items[train_idx], labels[train_idx]),
             "val": sources.get("val") or (items[val_idx], labels[val_idx]),
             "test": sources.get("test") or (items[test_idx], labels[test_idx])}
-    size = len(plan["val"][1]) if settings["clean_train_size"] is None else settings["clean_train_size"]
-    if size:
-        part = stratified_part(plan["train"][1], size, settings["seed"])
+    if part is not None:
         plan["train_clean"] = (plan["train"][0][part], plan["train"][1][part])
     # The training split is written in a random order: LitData shuffles chunks and the items inside
     # each chunk, so a source sorted by class (an image folder) would otherwise give one-class batches.
