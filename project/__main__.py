@@ -18,7 +18,7 @@ def _note(signum, frame):
 def run() -> None:
     signal.signal(signal.SIGTERM, _note)
     signal.signal(signal.SIGINT, _note)
-    from project.cli import main
+    from project.run.cli import main
 
     if _pending:
         print(f"stopped by {signal.Signals(_pending[0]).name} before training began; saved nothing; run the same "

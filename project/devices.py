@@ -1,5 +1,5 @@
-"""What runs where: the precision a device can run, and what a run of several processes says when
-one of them dies.
+"""What runs where: the precision a device can run, every rank's state gathered into
+one checkpoint, and what a run of several processes says when one of them dies.
 
 bf16-mixed (the GPU configs' choice) needs a GPU with native bf16 (compute capability 8.0 and up,
 Ampere and newer); older GPUs (V100, T4) emulate it slowly, so there 16-mixed with a gradient
@@ -130,3 +130,33 @@ def peer_lost(err: BaseException, saved: str | None) -> PeerLost:
     reason = reason.split(". This is typically", 1)[0]
     launcher = "torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "slurm" if "SLURM_JOB_ID" in os.environ else ""
     return PeerLost(dist.get_rank(), dist.get_world_size(), reason, saved, launcher)
+
+
+# Every rank's state in one checkpoint: Lightning writes rank 0's file only.
+def _distributed():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 else None
+
+
+def gathered(own) -> list:
+    """Every rank's ``own``, in rank order (a collective under DDP: every rank calls it when a
+    checkpoint is saved); one process: ``[own]``."""
+    dist = _distributed()
+    if dist is None:
+        return [own]
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, own)
+    return states
+
+
+def own_rank(states: list, what: str):
+    """This rank's entry of ``gathered`` states, or None (with a note) when the checkpoint was saved
+    by fewer processes."""
+    dist = _distributed()
+    rank = dist.get_rank() if dist is not None else 0
+    if rank < len(states):
+        return states[rank]
+    print(f"note: the checkpoint holds the {what} of {len(states)} process(es); rank {rank} starts a fresh stream",
+          file=sys.stderr, flush=True)
+    return None

@@ -111,7 +111,7 @@ _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"
                "NoneType": "null", "list": "a list", "dict": "a mapping {key: value}", "tuple": "a list"}
 _CLASS_WORDS = "a class name"
 # The settings whose value is a class: what to suggest for them.
-CLASS_KEYS = {"model.net": "ConvNet, MLP or a class path of a project.nn.Network",
+CLASS_KEYS = {"model.net": "ConvNet, MLP or a class path of a project.model.nn.Network",
               "model.optimizer": "an optimizer class: SGD, Adagrad, RMSprop, Adam, AdamW or a torch.optim class path",
               "model.scheduler": "a scheduler class: StepLR, CosineAnnealingLR, OneCycleLR ... or a "
                                  "torch.optim.lr_scheduler class path",

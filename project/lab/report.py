@@ -1,0 +1,220 @@
+"""What a study shows: results.csv, results.md (the table) and report.png (curves and bars)."""
+
+from __future__ import annotations
+
+import csv
+import math
+import warnings
+from pathlib import Path
+
+from project.lab.stats import MARKED, METRICS, replication
+
+NAMES = {"test_acc": "test accuracy", "gap": "gap"}
+
+
+def _cell(mean: float, ci: float, digits: int, sign: str = "") -> str:
+    return f"{mean:{sign}.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
+
+
+def table(rows: list[dict], seeds: list[int], vary: str) -> list[str]:
+    """The study's table as Markdown lines: each figure's mean ± 95% half-width, and for test
+    accuracy and gap the paired difference from the baseline, marked * where it holds after the
+    Holm correction."""
+    header = ["experiment", *METRICS.values(), "runs"]
+    header.insert(header.index("test acc") + 1, "Δ test acc")
+    header.insert(header.index("gap (clean train - val)") + 1, "Δ gap")
+    lines = [f"Mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))}; vary {vary}). "
+             "Δ: the experiment minus the baseline on the same seed (same split, subset and initialization "
+             "stream), mean ± 95% paired-t half-width; * : different from 0 after a Holm correction over the "
+             f"{2 * max(0, len(rows) - 1)} comparisons of the table (p < 0.05).", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        if not row["runs_ok"]:
+            lines.append(f"| {row['experiment']} | failed: {row['failure']} |" + " |" * (len(header) - 2))
+            continue
+        cells = []
+        for metric in METRICS:
+            digits = 1 if metric in ("epochs_to_best", "wall_s", "weight_norm") else 3
+            sign = "+" if metric in ("gap", "variance", "bias") else ""
+            cells.append(_cell(row[f"{metric}_mean"], row[f"{metric}_ci95"], digits, sign))
+            if metric in MARKED:
+                diff = row[f"{metric}_diff_mean"]
+                cells.append("" if math.isnan(diff) else _cell(diff, row[f"{metric}_diff_ci95"], 3, "+")
+                             + (" *" if row[f"{metric}_differs"] else ""))
+        runs = f"{row['runs_ok']}" + (f" ({row['runs_failed']} failed: {row['failure']})" if row["runs_failed"] else "")
+        lines.append("| " + " | ".join([row["experiment"], *cells, runs]) + " |")
+    return lines
+
+
+def _csv(rows: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def write_tables(rows: list[dict], out_dir: Path, seeds: list[int], vary: str, second: list[dict] | None = None,
+                 second_seeds: list[int] | None = None) -> None:
+    """results.csv and results.md; with a second seed set, results_replicate.csv, its table, and
+    conclusions.md: what replicated."""
+    _csv(rows, out_dir / "results.csv")
+    lines = table(rows, seeds, vary)
+    if second is not None:
+        _csv(second, out_dir / "results_replicate.csv")
+        found = replication(rows, second)
+        text = conclusions(found, seeds, second_seeds)
+        (out_dir / "conclusions.md").write_text("\n".join(text) + "\n")
+        lines += ["", f"Replication on seeds {', '.join(map(str, second_seeds))}:", "", *table(second, second_seeds, vary),
+                  "", *text]
+    (out_dir / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def _seeds(seeds: list[int]) -> str:
+    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 2 else \
+        ",".join(map(str, seeds))
+
+
+def _figure(row: dict, metric: str) -> str:
+    mean, ci = row[f"{metric}_diff_mean"], row[f"{metric}_diff_ci95"]
+    return f"{mean:+.3f} [{mean - ci:+.3f}, {mean + ci:+.3f}]"
+
+
+def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[int]) -> list[str]:
+    """One line per discovery of the first seed set that replicated on the second, with the figures
+    of both; then the marks that did not replicate, which the lab does not claim."""
+    a, b = _seeds(first_seeds), _seeds(second_seeds)
+    carried = sum(f["discovery"] for f in found)
+    lines = [f"Replicated: marked on seeds {a} (paired difference from the baseline, Holm over the table), then "
+             f"confirmed on the disjoint seeds {b} (Holm over the {carried} marks carried over), same sign; "
+             "difference [95% interval]:"]
+    held = [f for f in found if f["replicated"]]
+    for f in held:
+        lines.append(f"- **{f['experiment']}**: {NAMES[f['metric']]} {_figure(f['first'], f['metric'])} on seeds {a}, "
+                     f"{_figure(f['second'], f['metric'])} on seeds {b}")
+    if not held:
+        lines.append("- nothing")
+    lines.append("Not replicated, so not claimed:")
+    missed = [f for f in found if not f["replicated"]]
+    for f in missed:
+        why = (f"marked on seeds {a}, not confirmed on seeds {b}" if f["discovery"] else
+               f"marked on seeds {b} only")
+        lines.append(f"- {f['experiment']}: {NAMES[f['metric']]} {_figure(f['first'], f['metric'])} on seeds {a}, "
+                     f"{_figure(f['second'], f['metric'])} on seeds {b} ({why})")
+    if not missed:
+        lines.append("- nothing")
+    return lines
+
+
+def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str) -> None:
+    """report.png: clean-train and validation accuracy per experiment (mean and band over the seeds
+    still training at each epoch, a note where early stopping ended runs), then each experiment's
+    paired difference from the baseline in test accuracy and gap with its 95% interval (a star
+    where the table marks it), and the weights' L2 norm and zero fraction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    shown = [r for r in rows if r["runs_ok"]]
+    if not shown:
+        return
+    columns = min(5, len(shown))
+    curve_rows = math.ceil(len(shown) / columns)
+    fig = plt.figure(figsize=(4.2 * columns, 3.4 * curve_rows + 4.6), dpi=100)
+    grid = fig.add_gridspec(curve_rows + 1, 3 * columns, height_ratios=[1] * curve_rows + [1.3])
+    curves_by_experiment, lengths = {}, {}
+    for row in shown:
+        runs = [r for r in results if r["experiment"] == row["experiment"] and r["status"] == "ok"]
+        lengths[row["experiment"]] = [len(r["val_acc_curve"]) for r in runs]
+        curves_by_experiment[row["experiment"]] = {
+            key: [r[key] for r in runs] for key in ("train_acc_curve", "val_acc_curve")}
+    # every epoch from the first is on the axes: the lowest mean anywhere sets the bottom
+    low = min((_ragged(c)[0].min() for curves in curves_by_experiment.values() for c in curves.values()
+               if any(c)), default=0.0)  # (a data module of the user's own may have no clean-train curve)
+    low = max(0.0, math.floor((low - 0.02) * 20) / 20)
+    for i, row in enumerate(shown):
+        ax = fig.add_subplot(grid[i // columns, 3 * (i % columns): 3 * (i % columns) + 3])
+        for key, color, label in (("train_acc_curve", "tab:blue", "train (clean)"), ("val_acc_curve", "tab:orange", "val")):
+            if not any(curves_by_experiment[row["experiment"]][key]):
+                continue
+            mean, std = _ragged(curves_by_experiment[row["experiment"]][key])
+            epochs = np.arange(1, len(mean) + 1)
+            ax.plot(epochs, mean, color=color, label=label, linewidth=1.6)
+            ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+        ax.set_ylim(low, 1.005)
+        ax.set_title(f"{labels_of(row['experiment'])}  (n={row['runs_ok']})", fontsize=9)
+        ended = sorted(lengths[row["experiment"]])
+        if ended[0] != ended[-1]:  # early stopping ended some runs: the curves average those still going
+            for epoch in sorted(set(ended[:-1])):
+                ax.axvline(epoch, color="gray", linestyle=":", linewidth=0.8)
+            ax.text(0.02, 0.03, f"stopped early at epochs {', '.join(map(str, ended))}", transform=ax.transAxes,
+                    fontsize=7, color="dimgray")
+        ax.grid(alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=8, loc="lower right")
+            ax.set_ylabel("accuracy (mean ± 1 std)")
+        if i // columns == curve_rows - 1:
+            ax.set_xlabel("epoch")
+    names = [r["experiment"] for r in shown]
+    # a sweep's point by its last key: width=0.25 for model.net.init_args.width=0.25
+    labels = [labels_of(n) for n in names]
+    x = np.arange(len(shown))
+    panels = [("test_acc_diff_mean", "test_acc_diff_ci95", "Δ test accuracy vs baseline (paired by seed, 95% CI)"),
+              ("gap_diff_mean", "gap_diff_ci95", "Δ gap (clean train - val acc) vs baseline (paired, 95% CI)"),
+              ("weight_norm_mean", "weight_norm_ci95", "weight L2 norm (bars), zero fraction (dots)")]
+    if all(math.isnan(r["test_acc_diff_mean"]) for r in shown):  # no baseline (a sweep): the figures themselves
+        panels[:2] = [("test_acc_mean", "test_acc_ci95", "test accuracy (95% CI)"),
+                      ("gap_mean", "gap_ci95", "gap: clean train acc - val acc (95% CI)")]
+    for j, (mean_key, ci_key, label) in enumerate(panels):
+        ax = fig.add_subplot(grid[curve_rows, j * columns: (j + 1) * columns])
+        means = np.array([r[mean_key] for r in shown])
+        cis = np.nan_to_num(np.array([r[ci_key] for r in shown]))
+        colors = ["tab:gray" if n == "baseline" else "tab:blue" for n in names]
+        if mean_key == "weight_norm_mean":
+            ax.bar(x, means, yerr=cis, color=colors, capsize=3)
+            twin = ax.twinx()
+            twin.plot(x, [r["zero_fraction_mean"] for r in shown], "o", color="tab:red")
+            twin.set_ylabel("fraction of weights exactly 0", color="tab:red", fontsize=8)
+            twin.set_ylim(0, max(0.05, 1.1 * max(r["zero_fraction_mean"] for r in shown)))
+        else:  # points with whiskers: an accuracy axis need not start at 0 to be honest
+            ax.errorbar(x, means, yerr=cis, fmt="none", ecolor="black", capsize=4, linewidth=1)
+            ax.scatter(x, means, c=colors, zorder=3)
+            marked = [k for k, r in enumerate(shown) if r.get(f"{mean_key.removesuffix('_diff_mean')}_differs")]
+            if marked:
+                ax.scatter(x[marked], means[marked], marker="*", s=140, color="tab:red", zorder=4,
+                           label="differs from baseline (paired, Holm)")
+        if "_diff_" in mean_key:
+            ax.axhline(0, color="black", linestyle="--", linewidth=1, label="no difference")
+        elif "baseline" in names and mean_key == "weight_norm_mean":
+            ax.axhline(shown[names.index("baseline")][mean_key], color="black", linestyle="--", linewidth=1,
+                       label="baseline mean")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=12)
+    with warnings.catch_warnings():  # a crowded study: tight_layout does what it can, and says so
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
+    fig.savefig(out_dir / "report.png")
+    plt.close(fig)
+
+
+def labels_of(name: str) -> str:
+    """A sweep's point by its last key (width=0.25 for model.net.init_args.width=0.25); an experiment as named."""
+    setting, _, value = name.partition("=")
+    return f"{setting.rsplit('.', 1)[-1]}={value}" if value else name
+
+
+def _ragged(curves: list[list[float]]):
+    """Mean and std at each epoch over the runs that reached it (runs stopped early end sooner)."""
+    import numpy as np
+
+    longest = max(len(c) for c in curves)
+    mean, std = np.zeros(longest), np.zeros(longest)
+    for epoch in range(longest):
+        values = np.array([c[epoch] for c in curves if len(c) > epoch])
+        mean[epoch], std[epoch] = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
+    return mean, std

@@ -1,0 +1,129 @@
+"""One run of a study: an ordinary ``project fit`` in its own log folder, its figures read back
+from its summary.json and its logged curves, and a signal that stops the study recorded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from lightning.pytorch import Callback
+
+from project.model.classifier import BIAS, CLEAN_ACC, GAP, TEST_ACC, VAL_ACC, VARIANCE, WEIGHT_NORM, ZERO_FRACTION
+from project.run.cli import ProjectCLI, RunInterrupted
+from project.run.progress import quiet_lightning
+from project.run.report import SUMMARY_FILE, read_summary
+
+# The signal that stopped the study (SIGINT or SIGTERM), or None.
+stop_signal: int | None = None
+
+
+def on_signal(signum, frame) -> None:
+    global stop_signal
+    stop_signal = signum
+    raise KeyboardInterrupt  # inside a fit, Lightning saves interrupted.ckpt and exits the run
+
+
+
+
+class StudyProgress(Callback):
+    """One line per finished epoch of a study's run, on the study's own output."""
+
+    def __init__(self, label: str, out=None):
+        self.label, self.out = label, out or sys.__stdout__
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        shown = "  ".join(f"{name} {float(m[tag]):+.3f}" if name == "gap" else f"{name} {float(m[tag]):.3f}"
+                          for name, tag in (("train(clean)", CLEAN_ACC), ("val", VAL_ACC), ("gap", GAP))
+                          if tag in m)
+        print(f"{self.label}  epoch {trainer.current_epoch + 1}/{trainer.max_epochs}  {shown}", file=self.out, flush=True)
+
+
+def run_one(name: str, seed: int, vary: str, args: list[str], runs_dir: Path, key: str, label: str = "",
+            isolated: bool = False) -> dict:
+    """Train one experiment with one seed; its own output goes to stdout.txt in its log folder.
+
+    ``isolated`` runs it as its own ``python -m project`` process: needed when the trainer starts
+    processes of its own (DDP re-launches the command it was started with).
+    """
+    run_dir = runs_dir / name / f"seed_{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished earlier attempt is not half-counted
+    run_dir.mkdir(parents=True)
+    result: dict = {"experiment": name, "seed": seed, "vary": vary, "config_key": key}
+    started = time.perf_counter()
+    failure = None
+    with open(run_dir / "stdout.txt", "w") as out:
+        if isolated:
+            done = subprocess.run([sys.executable, "-m", "project", *args], stdout=out, stderr=subprocess.STDOUT)
+            failure = f"exit {done.returncode}" if done.returncode else None
+        else:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                try:
+                    ProjectCLI(args=args, trainer_defaults={"callbacks": [StudyProgress(label)]})
+                except SystemExit as err:
+                    failure = None if err.code in (0, None) else f"exit {err.code}"
+                except (KeyboardInterrupt, RunInterrupted):
+                    failure = "interrupted"
+                except Exception as err:  # a failed run is reported, and the study goes on
+                    failure = f"{type(err).__name__}: {err}"
+    if failure and failure.startswith("exit "):  # the run's own last error line, now that its file is closed
+        failure = f"{failure}: {_last_line(run_dir / 'stdout.txt')}"
+    result["wall_s"] = time.perf_counter() - started
+    if stop_signal is not None or failure == "interrupted":
+        result.update(status="interrupted", reason=f"stopped by signal {stop_signal or signal.SIGINT}")
+    elif failure or not (run_dir / SUMMARY_FILE).exists():
+        result.update(status="failed", reason=(failure or f"no {SUMMARY_FILE} written").splitlines()[0][:300])
+    else:
+        result.update(status="ok", reason="", **_figures(run_dir))
+    (run_dir / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or line.startswith("error:")]
+    return (errors or lines or ["failed with no output"])[-1]
+
+
+def _figures(run_dir: Path) -> dict:
+    """The run's table figures: its summary.json (the tested weights' own figures) and its logged curves."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    summary = read_summary(run_dir)
+    weights, test = summary["tested_weights"], summary["test"]
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    logged = events.Tags()["scalars"]
+    curves = {tag: [e.value for e in events.Scalars(tag)] if tag in logged else [] for tag in (CLEAN_ACC, VAL_ACC)}
+    val = curves[VAL_ACC]
+    weights = {key: weights.get(key, math.nan) for key in (CLEAN_ACC, GAP, BIAS, VARIANCE, WEIGHT_NORM, ZERO_FRACTION)}
+    # (nan where a data module of the user's own has no clean training subset)
+    return {"train_acc": weights[CLEAN_ACC], "best_val_acc": max(val), "test_acc": test[TEST_ACC],
+            "gap": weights[GAP], "bias": weights[BIAS], "variance": weights[VARIANCE],
+            "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
+            "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
+            "effective_batch": (summary.get("batch") or {}).get("effective"),
+            "val_acc_curve": val, "train_acc_curve": curves[CLEAN_ACC]}
+
+
+
+
+def worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    quiet_lightning(logging.WARNING)
+
+

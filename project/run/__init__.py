@@ -1,0 +1,15 @@
+"""Stage 3, a run: the command line, every setting checked before any work, checkpoints and
+resume, what TensorBoard and the terminal show, and what a run reports.
+
+    cli.py          the LightningCLI subclass: parser, linked arguments, the order of work, exit codes
+    checks.py       every setting checked before any work: config rules, built objects, names and folders
+    checkpoints.py  atomic writes, last/interrupted checkpoints, random state, what a resume loads
+    monitor.py      TensorBoard views: histograms, gradient norms, pictures, the step-wise rate
+    hparams.py      TensorBoard's HParams and Custom Scalars tabs
+    progress.py     the terminal: a line per epoch or Rich's bar, why fit stopped, Lightning kept quiet
+    report.py       what a run reports: the run summary, summary.json, predictions CSV
+    lr_find.py      the learning-rate range test (project lr-find) on Lightning's Tuner
+    gpu_check.py    make gpu-check: the GPU paths run for real on the user's GPU
+
+May import: the base modules, ``project.data``, ``project.model`` and this package.
+"""

@@ -1,0 +1,45 @@
+"""A learning curve's points and page (project/lab/curve.py), from results written by hand: the
+means and 95% half-widths over seeds and the lecture's diagnosis at each swept value."""
+
+import math
+
+import pytest
+
+from project.lab.curve import curve_points, write_curve
+
+T_975_2DF = 4.302653  # Student's t, 97.5% quantile, 2 degrees of freedom (3 seeds)
+
+
+def _result(value, seed, train, gap, test, status="ok"):
+    return {"experiment": f"data.train_size={value}", "seed": seed, "status": status, "train_acc": train, "gap": gap,
+            "test_acc": test, "bias": 1 - train, "variance": gap}
+
+
+ROWS = [{"experiment": "data.train_size=100"}, {"experiment": "data.train_size=1000"}]
+RESULTS = [_result(100, 0, 1.00, 0.20, 0.79), _result(100, 1, 1.00, 0.16, 0.83), _result(100, 2, 0.97, 0.18, 0.78),
+           _result(1000, 0, 0.99, 0.01, 0.97), _result(1000, 1, 0.99, 0.02, 0.97), _result(1000, 2, 1.00, 0.00, 0.98),
+           _result(1000, 3, 0.10, 0.00, 0.10, status="failed")]  # a failed run is not a point's seed
+
+
+def test_points_are_the_means_and_intervals_over_the_seeds_that_ran():
+    small, large = curve_points(ROWS, RESULTS)
+    assert (small["value"], small["runs"], large["value"], large["runs"]) == ("100", 3, "1000", 3)
+    gaps = [0.20, 0.16, 0.18]
+    mean = sum(gaps) / 3
+    sd = math.sqrt(sum((g - mean) ** 2 for g in gaps) / 2)
+    assert small["variance"] == pytest.approx(mean) and small["variance_ci95"] == pytest.approx(T_975_2DF * sd / math.sqrt(3))
+    assert small["val_acc"] == pytest.approx((0.80 + 0.84 + 0.79) / 3)  # clean train - gap, seed by seed
+    assert small["verdict"] == "high variance (overfitting)" and large["verdict"] == "low bias and low variance"
+
+
+def test_the_page_and_picture_are_written(tmp_path):
+    write_curve("data.train_size=100,1000", ROWS, RESULTS, tmp_path, "tiny")
+    page = (tmp_path / "curve.md").read_text().splitlines()
+    row = next(line for line in page if line.startswith("| 100 |"))
+    assert "| +0.180 ± 0.050 |" in row and "high variance (overfitting)" in row and row.endswith("| 3 |")
+    assert (tmp_path / "curve.png").stat().st_size > 20_000
+
+
+def test_no_run_that_finished_writes_nothing(tmp_path):
+    write_curve("data.train_size=100", ROWS[:1], [_result(100, 0, 1, 0, 1, status="failed")], tmp_path, "tiny")
+    assert not (tmp_path / "curve.md").exists()
