@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -124,6 +124,22 @@ class RandomState(Callback):
 
 def _as_tuples(value):
     return tuple(_as_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint with ``{epoch}`` in file names counted from 1, as the run summary,
+    the terminal and the resume lines count: ``epoch030-...ckpt`` holds the weights after epoch 30
+    (Lightning's own name for them says 029). Its state keeps ModelCheckpoint's key, so checkpoints
+    written with either resume with the other."""
+
+    def format_checkpoint_name(self, metrics, filename=None, ver=None, prefix=None) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
+
+    @property
+    def state_key(self) -> str:
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
 
 
 class LastCheckpoint(Checkpoint):

@@ -264,7 +264,7 @@ def check_settings(config, subcommand: str | None) -> None:
         name = _short(callback.get("class_path", "")) if hasattr(callback, "get") else ""
         if name == "EarlyStopping":
             stoppers.append((f"trainer.callbacks[{i}]", callback))
-        elif name == "ModelCheckpoint":
+        elif name in ("ModelCheckpoint", "BestCheckpoint"):
             checkpoints.append((f"trainer.callbacks[{i}]", callback))
         elif name in WEIGHT_AVERAGING:
             fail(f"trainer.callbacks[{i}]", name, "the callbacks of configs/default.yaml and others that keep the "
