@@ -17,7 +17,8 @@ import platform
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from unittest import mock
 
@@ -87,7 +88,7 @@ class _Clock(Callback):
         return self.images / self.seconds
 
 
-def hand_loop(dm: ImageDataModule, sizes: Sizes) -> float:
+def hand_loop(dm: ImageDataModule, sizes: Sizes, make_net=lambda: ConvNet(SHAPE, 10)) -> float:
     """Images/second of the loop a user would write: same net, optimizer and batches, data in memory.
 
     It uses the model's default memory format (channels_last), so the ratio is the framework's
@@ -95,7 +96,7 @@ def hand_loop(dm: ImageDataModule, sizes: Sizes) -> float:
     """
     torch.manual_seed(0)
     memory_format = torch.channels_last if ImageClassifier().hparams.channels_last else torch.contiguous_format
-    net = ConvNet(SHAPE, 10).to(memory_format=memory_format)
+    net = make_net().to(memory_format=memory_format)
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     images = (dm.train_set.images.float() / 255 - dm.mean) / dm.std
     labels = dm.train_set.labels
@@ -345,8 +346,24 @@ def run(sizes: Sizes, out_dir: Path, echo=print, only_data: bool = False) -> dic
             rate = max(trainer_rate(dm, sizes, work, **kwargs) for _ in range(sizes.repeats))
             add(f"{name} (img/s)", rate, default, None, "img/s")
 
+        library_rows(dm, sizes, work, add)
         bench_data.rows(sizes, work, add, lambda data: trainer_rate(data, sizes, work))
     return _write(rows, sizes, out_dir, echo)
+
+
+def library_rows(dm: ImageDataModule, sizes: Sizes, work: Path, add) -> None:
+    """Row 7: a network from timm through the Trainer against a hand loop over the same network (a
+    fifth of the steps: a ResNet-18 step costs about ten of the small CNN's)."""
+    from project.model.zoo import Timm
+
+    fewer = replace(sizes, steps=max(2, sizes.steps // 5))
+    make = partial(Timm, name="resnet18")
+    hand = trainer = 0.0
+    for _ in range(sizes.repeats):
+        hand = max(hand, hand_loop(dm, fewer, lambda: make(SHAPE, 10)))
+        trainer = max(trainer, trainer_rate(dm, fewer, work, net=make))
+    add("7. timm resnet18: Trainer vs hand-written loop (img/s)", trainer, hand, 0.97, "img/s",
+        f"{fewer.steps} steps of {sizes.batch}")
 
 
 def _write(rows: list[dict], sizes: Sizes, out_dir: Path, echo) -> dict:

@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from project import memory
 from project.data.datamodule import CLEAN_TRAIN_LOADER
 from project.errors import SettingError, fail, is_finite_number
-from project.model import schedules
+from project.model import schedules, zoo
 from project.model.nn import ConvNet, Network, layer_weights
 
 # A network is built for the data's shape and classes: ConvNet or MLP by short name (or any
@@ -286,6 +286,7 @@ def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_class
     """The network and its memory needs, measured first on the meta device (no memory used): a
     network whose parameters alone would not fit in this machine's memory stops with its settings
     named, not with an allocation failure minutes later."""
+    net = zoo.from_library(net)  # timm.models.resnet18 -> Timm(name="resnet18")
     try:
         needs = memory.measure(lambda: net(input_shape, num_classes), input_shape)
         memory.check_weights(needs, network_settings(config if isinstance(config, dict) else net))
