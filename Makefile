@@ -22,8 +22,9 @@ STORAGE ?=
 REPLICATE ?=
 SWEEP ?= data.train_size=100,200,500,1000,3500
 CURVE_SEEDS ?= 0,1,2
+PAGE ?=
 
-.PHONY: help install train lr-find test test-all lint tensorboard compare curve search prepare bench bench-quick gpu-check clean
+.PHONY: help install train lr-find test test-all lint tensorboard compare curve search prepare bench bench-quick gpu-check docs docs-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,12 +60,12 @@ lint: install ## ruff over the package and the tests (settings in pyproject.toml
 	$(BIN)/ruff check project tests
 
 compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME= REPLICATE=1)
-	$(BIN)/python -m project.compare --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \
+	$(BIN)/python -m project.lab --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) \
 		$(if $(REPLICATE),--replicate) $(if $(ARGS),-- $(ARGS))
 
 curve: install ## a learning curve: the baseline over one setting's values, write logs/compare/curve_NAME/ (SWEEP= SEEDS=0,1,2)
-	$(BIN)/python -m project.compare --sweep $(SWEEP) --seeds $(CURVE_SEEDS) --name curve_$(NAME) $(if $(JOBS),--jobs $(JOBS)) \
+	$(BIN)/python -m project.lab --sweep $(SWEEP) --seeds $(CURVE_SEEDS) --name curve_$(NAME) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(ARGS),-- $(ARGS))
 
 search: install ## Optuna search over a YAML space, write logs/search/NAME/ (SPACE= TRIALS=20 NAME= STORAGE= ARGS=)
@@ -78,7 +79,7 @@ bench-quick: install ## the benchmark on smaller sizes (a few minutes)
 	$(BIN)/python -m project.bench --quick
 
 gpu-check: install ## run the GPU paths for real on this machine's GPU, once (a few minutes), write logs/gpu_check/report.txt
-	$(BIN)/python -m project.gpu_check
+	$(BIN)/python -m project.run.gpu_check
 
 tensorboard: install ## serve logs/ on http://localhost:6006
 	$(BIN)/tensorboard --logdir logs --port 6006
@@ -86,3 +87,9 @@ tensorboard: install ## serve logs/ on http://localhost:6006
 clean: ## remove logs, caches and build leftovers (keeps .venv)
 	rm -rf logs/* .pytest_cache build *.egg-info
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+docs: install ## rerun what every figure in README.md and docs/ came from, rewrite the marked blocks (PAGE=readme|lab|train ...; all: about an hour)
+	$(BIN)/python -m project.docs $(if $(PAGE),--page $(PAGE))
+
+docs-check: install ## fail where a marked figure in README.md or docs/ differs from what its stored sources render (CI)
+	$(BIN)/python -m project.docs --check

@@ -20,7 +20,7 @@ def _name(path: Path) -> str:
 
 def _stage(module: str) -> tuple[int, str]:
     """(stage, package) of a module; the entry point ``project.__main__`` stands above them all."""
-    if module == "project.__main__":
+    if module in ("project.__main__", "project.docs"):  # the entry point, and make docs, which runs the others
         return 5, "main"
     if module in BASE:
         return 0, "base"

@@ -1,4 +1,4 @@
-"""The README's lab conclusions are the study's: the lines between the markers in README.md equal
+"""The lab page's conclusions are the study's: the lab-conclusions figure in docs/lab.md equals
 docs/lab/conclusions.md, which is what the committed results files (docs/lab/results*.csv, copied
 from a real `make compare REPLICATE=1`) imply, recomputed here from their per-seed differences."""
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from project.compare_report import conclusions
-from project.compare_stats import MARKED, replication
+from project.lab.report import conclusions
+from project.lab.stats import MARKED, replication
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "docs" / "lab"
 
 
@@ -60,11 +60,11 @@ def test_the_committed_figures_follow_from_their_per_seed_differences(name):
         assert row[f"{key[1]}_differs"] == (running < 0.05)
 
 
-def test_the_readme_states_what_the_study_replicated():
+def test_the_lab_page_states_what_the_study_replicated():
     first, second = _rows(LAB / "results.csv"), _rows(LAB / "results_replicate.csv")
     implied = conclusions(replication(first, second), _seeds(first), _seeds(second))
     assert (LAB / "conclusions.md").read_text().splitlines() == implied
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(r"<!-- lab conclusions: begin[^>]*-->\n(.*?)\n<!-- lab conclusions: end -->", readme, re.S)
-    assert block, "README.md has no lab conclusions block"
+    page = (ROOT / "docs" / "lab.md").read_text()
+    block = re.search(r"<!-- figure lab-conclusions: [^>]*-->\n(.*?)\n<!-- end figure -->", page, re.S)
+    assert block, "docs/lab.md has no lab-conclusions figure"
     assert block.group(1).splitlines() == implied
