@@ -26,6 +26,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from project.devices import gathered, own_rank
 from project.errors import SettingError
+from project.run.stopping import StopTogether
 
 
 class CheckpointError(SettingError):
@@ -211,7 +212,8 @@ class CheckpointOnInterrupt(Callback):
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return
-        signum = signal.SIGTERM if isinstance(exception, SIGTERMException) else signal.SIGINT
+        agreed = next((c.signum for c in trainer.callbacks if isinstance(c, StopTogether) and c.signum), None)
+        signum = agreed or (signal.SIGTERM if isinstance(exception, SIGTERMException) else signal.SIGINT)
         folder = checkpoint_folder(trainer) if trainer.checkpoint_callbacks else None  # enable_checkpointing: false
         path = None
         if folder is not None and trainer.state.fn == "fit":

@@ -265,7 +265,8 @@ class ProjectCLI(LightningCLI):
                                   f"{trainer.get('precision')} needs a package that is missing ({err})"))
             except (ValueError, TypeError, MisconfigurationException) as err:
                 stop(constructor_error(str(err)))
-        for note in self.notes:
+        trainer = getattr(self, "trainer", None)
+        for note in self.notes if trainer is None or trainer.is_global_zero else ():  # each rank checks; one says
             print(note, file=sys.stderr, flush=True)
         if self.subcommand is not None:
             defaults = as_plain(self._subcommand_parsers[self.subcommand].get_defaults())
@@ -381,11 +382,18 @@ def main(args: list[str] | None = None) -> None:
         os._exit(1)  # the process group is broken: leaving it (or gloo's threads at exit) can hang
     except (RunInterrupted, KeyboardInterrupt) as err:
         err = err if isinstance(err, RunInterrupted) else RunInterrupted(signal.SIGINT, None)
-        print(err.line(), file=sys.stderr, flush=True)
+        if _global_rank() == 0:  # every rank stops; one says so
+            print(err.line(), file=sys.stderr, flush=True)
         sys.exit(128 + err.signum)
     finally:
         signal.signal(signal.SIGTERM, previous)
         _leave_process_group()
+
+
+def _global_rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def _leave_process_group() -> None:

@@ -1,0 +1,98 @@
+"""Stopping a 2-process run (ddp_cpu, gloo) with a signal, as schedulers and people do
+(project/run/stopping.py): every process is gone within seconds, one line on rank 0 names the
+signal, the checkpoint and the resume command, the exit code is 128 + the signal, and
+interrupted.ckpt holds the batch every rank reached. A hang fails the test after a bounded wait."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from project.run.stopping import StopTogether
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _stop_a_running_pair(tmp_path: Path, target: str, signum: int) -> tuple[int, float, str, list[int]]:
+    """Starts `project fit` with configs/trainer/ddp_cpu.yaml, waits for its second epoch, sends
+    ``signum`` to ``target`` (launcher: the process the user started; rank1: the process it
+    launched; group: all of them) and returns (exit code, seconds to exit, stderr, ranks left)."""
+    command = [sys.executable, "-m", "project", "fit", "--config", str(REPO / "configs" / "default.yaml"),
+               "--config", str(REPO / "configs" / "trainer" / "ddp_cpu.yaml"), "--trainer.max_epochs=200",
+               "--early_stopping=null", "--model.net.init_args.widths=[8,16]", "--model.net.init_args.hidden=16"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    out, err = [], []
+    readers = [threading.Thread(target=lambda s=s, into=into: into.extend(s), daemon=True)
+               for s, into in ((process.stdout, out), (process.stderr, err))]
+    for reader in readers:
+        reader.start()
+    try:
+        deadline = time.time() + 180
+        while not any(line.startswith("epoch 2/") for line in out):
+            assert process.poll() is None and time.time() < deadline, "".join(err)[-2000:]
+            time.sleep(0.1)
+        ranks = [int(p) for p in subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True,
+                                                text=True).stdout.split()]
+        assert len(ranks) == 1, "ddp_cpu launches one more process"
+        time.sleep(0.3)  # mid-epoch
+        sent = time.time()
+        {"launcher": lambda: os.kill(process.pid, signum), "rank1": lambda: os.kill(ranks[0], signum),
+         "group": lambda: os.killpg(process.pid, signum)}[target]()
+        code = process.wait(timeout=60)
+        seconds = time.time() - sent
+        for reader in readers:
+            reader.join(timeout=10)
+        time.sleep(1)
+        return code, seconds, "".join(err), [r for r in ranks if _alive(r)]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _check(tmp_path, code, seconds, err, left, signum):
+    assert code == 128 + signum and seconds < 30 and not left, (code, seconds, left, err[-2000:])
+    lines = [line for line in err.splitlines() if line.startswith("stopped by")]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    saved = tmp_path / "logs" / "default" / "version_0" / "checkpoints" / "interrupted.ckpt"
+    assert lines[0] == (f"stopped by {signal.Signals(signum).name}; saved logs/default/version_0/checkpoints/interrupted.ckpt; "
+                        "resume with: project fit --ckpt_path logs/default/version_0/checkpoints/interrupted.ckpt "
+                        "(and the same config)")
+    state = torch.load(saved, map_location="cpu", weights_only=False)
+    batches = state["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["completed"]
+    assert state["global_step"] > 0 and batches > 0  # stopped mid-epoch, after a batch every rank trained
+
+
+def test_sigterm_to_the_launching_process_stops_both_ranks_in_seconds(tmp_path):
+    _check(tmp_path, *_stop_a_running_pair(tmp_path, "launcher", signal.SIGTERM), signal.SIGTERM)
+
+
+@pytest.mark.slow  # real 2-process runs, one per signal and target; make test-all
+@pytest.mark.parametrize("target, signum", [("rank1", signal.SIGTERM), ("group", signal.SIGTERM),
+                                            ("launcher", signal.SIGINT), ("group", signal.SIGINT)])
+def test_any_stop_signal_to_any_process_stops_both_ranks_in_seconds(tmp_path, target, signum):
+    _check(tmp_path, *_stop_a_running_pair(tmp_path, target, signum), signum)
+
+
+def test_one_process_is_left_to_lightning(make_trainer, digits):
+    """Without DDP the callback neither installs a handler nor makes a collective."""
+    before = signal.getsignal(signal.SIGTERM)
+    stop = StopTogether()
+    trainer = make_trainer(max_steps=2, limit_val_batches=1, callbacks=[stop])
+    from project.model.classifier import ImageClassifier
+
+    trainer.fit(ImageClassifier(), digits)
+    assert stop.signum is None and signal.getsignal(signal.SIGTERM) is before
