@@ -290,9 +290,26 @@ def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_class
     try:
         needs = memory.measure(lambda: net(input_shape, num_classes), input_shape)
         memory.check_weights(needs, network_settings(config if isinstance(config, dict) else net))
-        return net(input_shape, num_classes), needs
+        return _materialized(net(input_shape, num_classes), input_shape), needs
     except SettingError as err:
         raise err if err.setting.startswith("model.") else err.within("model.net") from None
+
+
+def _materialized(net: nn.Module, input_shape: tuple[int, int, int]) -> nn.Module:
+    """Lazy layers (nn.LazyLinear, nn.LazyConv2d ...) take their sizes from one zero batch, in eval
+    mode, so channels_last, the optimizer and the checkpoints see real weights."""
+    if any(isinstance(p, nn.parameter.UninitializedParameter) for p in net.parameters()):
+        training = net.training
+        net.eval()
+        try:
+            with torch.no_grad():
+                net(torch.zeros(2, *input_shape))
+        except Exception as err:
+            fail("model.net", type(net).__name__, f"a network whose lazy layers take a batch of shape {(2, *input_shape)}",
+                 f"raised {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
+        finally:
+            net.train(training)
+    return net
 
 
 def network_settings(net) -> str:

@@ -3,6 +3,7 @@ resume, what TensorBoard and the terminal show, and what a run reports.
 
     cli.py          the LightningCLI subclass: parser, linked arguments, the order of work, exit codes
     checks.py       every setting checked before any work: config rules, built objects, names and folders
+    dry_run.py      one batch through the network before any work: output width, forward, loss, input shape
     checkpoints.py  atomic writes, last/interrupted checkpoints, random state, what a resume loads
     stopping.py     a signal to any rank of a DDP run stops every rank after the same batch
     monitor.py      TensorBoard views: histograms, gradient norms, pictures, the step-wise rate

@@ -41,6 +41,7 @@ from project.run.checkpoints import (
     last_saved,
     load_resume,
 )
+from project.run.dry_run import dry_run
 from project.run.hparams import HParams, tab_settings
 from project.run.progress import EpochRichProgressBar, PlainProgressBar, held_lightning_logs, quiet_lightning
 
@@ -251,6 +252,8 @@ class ProjectCLI(LightningCLI):
                 checks.check_built(self.model, self.datamodule, self.trainer, self.subcommand)
                 if self.subcommand is not None and isinstance(self.datamodule, ImageDataModule):
                     self.datamodule.setup()  # the data is read and checked here, before any log folder exists
+                    dm = self.datamodule
+                    dry_run(self.model, dm.prepare(dm.train_set.head(2)), torch.as_tensor(dm.train_set.labels[:2]).long())
                     if self.subcommand == "fit":
                         checks.check_with_data(self.model, self.datamodule, self.trainer)
                 if self.subcommand is not None:  # last: it makes the log folder
