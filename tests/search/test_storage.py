@@ -88,6 +88,7 @@ def test_two_workers_share_one_postgres_study_without_repeating_a_trial(tmp_path
     assert PASSWORD.split()[0] not in written
 
 
+@pytest.mark.slow  # 23 s of real workers; make test-all (make test keeps the two-worker run and a signal)
 def test_a_killed_worker_leaves_no_running_trial_and_its_trial_is_retried(tmp_path, server):
     space = write_space(tmp_path, params=CONTINUOUS)
     url = server.url()
@@ -109,6 +110,7 @@ def test_a_killed_worker_leaves_no_running_trial_and_its_trial_is_retried(tmp_pa
     assert rows[0]["state"] == "FAIL" and [r["retry_of"] for r in rows].count("0") == 1
 
 
+@pytest.mark.slow  # 30 s: the server stopped and started again; make test-all
 def test_the_server_stopped_mid_search_is_one_line_and_the_same_command_resumes(tmp_path, server):
     space = write_space(tmp_path, params=CONTINUOUS)
     url = server.url(database="postgres")
@@ -134,7 +136,7 @@ def test_the_server_stopped_mid_search_is_one_line_and_the_same_command_resumes(
     assert not [t for t in trials if t.state.name == "RUNNING"] and trials[0].state.name == "FAIL"
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGINT])
 def test_a_signal_fails_the_running_trial_says_how_to_resume_and_exits_128_plus_n(tmp_path, signum):
     space = write_space(tmp_path, params=CONTINUOUS)
     args = command(space, "stopped", 2)
