@@ -111,7 +111,7 @@ _TYPE_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false"
                "NoneType": "null", "list": "a list", "dict": "a mapping {key: value}", "tuple": "a list"}
 _CLASS_WORDS = "a class name"
 # The settings whose value is a class: what to suggest for them.
-CLASS_KEYS = {"model.net": "ConvNet, MLP or a class path of a project.model.nn.Network",
+CLASS_KEYS = {"model.net": "ConvNet, MLP, Timm, TorchVision, or the class path of an importable nn.Module",
               "model.optimizer": "an optimizer class: SGD, Adagrad, RMSprop, Adam, AdamW or a torch.optim class path",
               "model.scheduler": "a scheduler class: StepLR, CosineAnnealingLR, OneCycleLR ... or a "
                                  "torch.optim.lr_scheduler class path",
@@ -145,6 +145,22 @@ def init_settings(class_path: str) -> list[str]:
         return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
     except (ImportError, AttributeError, ValueError, TypeError):
         return []
+
+
+def import_problem(class_path: str) -> str:
+    """Why a class path does not import, in a parenthesis: the module that failed with its own
+    error line and how to make it importable, or the names the module has instead."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        found = importlib.import_module(module)
+    except Exception as err:  # the user's module: any error of its own stops the import
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        return (f" (importing {module} failed: {type(err).__name__}: {first}; the module must be importable: run "
+                f"from the folder that holds it with PYTHONPATH=. or pip install -e your package)")
+    if not hasattr(found, name):
+        close = difflib.get_close_matches(name, [n for n in dir(found) if not n.startswith("_")], n=3)
+        return f" ({module} has no {name}" + (f"; did you mean {', '.join(close)}?" if close else "") + ")"
+    return ""
 
 
 def constructor_error(message: str) -> str:
@@ -211,8 +227,10 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
     if inner and "Parser key" not in inner.group(1):
         why = f" ({inner.group(1)})"
     allowed = _allowed_from(tail)
+    if key in CLASS_KEYS and value and "." in value and not why:
+        why = import_problem(value.strip("'\""))
     if key in CLASS_KEYS:
-        allowed = allowed.replace(_CLASS_WORDS, CLASS_KEYS[key])
+        allowed = allowed.replace(_CLASS_WORDS, CLASS_KEYS[key]) if _CLASS_WORDS in allowed else CLASS_KEYS[key]
         if value and "." not in value:
             allowed = f"{allowed} ('{value}' is no such class)"
     else:  # a number typed Union[float, Tensor] also "expects" an import path: not what a user means

@@ -49,3 +49,17 @@ def test_argparse_errors_are_one_line_with_exit_code_2(capsys, argv, line):
     with pytest.raises(SystemExit) as done:
         parser.parse_args(argv)
     assert done.value.code == 2 and capsys.readouterr().err.strip() == line
+
+
+def test_a_class_path_that_does_not_import_says_which_module_and_why(tmp_path, monkeypatch):
+    from project.errors import import_problem
+
+    (tmp_path / "own_nets.py").write_text("import a_package_that_is_not_installed\n")
+    (tmp_path / "good_nets.py").write_text("class TinyNet:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_problem("nowhere_pkg.nets.TinyNet") == (
+        " (importing nowhere_pkg.nets failed: ModuleNotFoundError: No module named 'nowhere_pkg'; the module must be "
+        "importable: run from the folder that holds it with PYTHONPATH=. or pip install -e your package)")
+    assert "No module named 'a_package_that_is_not_installed'" in import_problem("own_nets.TinyNet")
+    assert import_problem("good_nets.TinyNte") == " (good_nets has no TinyNte; did you mean TinyNet?)"
+    assert import_problem("good_nets.TinyNet") == ""
