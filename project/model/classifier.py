@@ -23,7 +23,7 @@ from project import memory
 from project.data.datamodule import CLEAN_TRAIN_LOADER
 from project.errors import SettingError, fail, is_finite_number
 from project.model import schedules, zoo
-from project.model.nn import ConvNet, Network, layer_weights
+from project.model.nn import ConvNet, Network, layer_weights, network_class
 
 # A network is built for the data's shape and classes: ConvNet or MLP by short name (or any
 # project.model.nn.Network), or any torch.nn.Module by its class path whose constructor takes them.
@@ -287,12 +287,36 @@ def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_class
     network whose parameters alone would not fit in this machine's memory stops with its settings
     named, not with an allocation failure minutes later."""
     net = zoo.from_library(net)  # timm.models.resnet18 -> Timm(name="resnet18")
+    make = _for_the_data(net, input_shape, num_classes)
     try:
-        needs = memory.measure(lambda: net(input_shape, num_classes), input_shape)
+        needs = memory.measure(make, input_shape)
         memory.check_weights(needs, network_settings(config if isinstance(config, dict) else net))
-        return _materialized(net(input_shape, num_classes), input_shape), needs
+        return _materialized(make(), input_shape), needs
     except SettingError as err:
         raise err if err.setting.startswith("model.") else err.within("model.net") from None
+
+
+def _for_the_data(net: NetCallable, input_shape: tuple[int, int, int], num_classes: int) -> Callable[[], nn.Module]:
+    """The network's constructor met where it is: ``input_shape`` and ``num_classes`` by name where it
+    names them (in any order, either or neither: a timm-style ``__init__(self, num_classes=10)``),
+    else the two first positional arguments, as project.model.nn's networks take them."""
+    import inspect
+
+    target = network_class(net)
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):  # a builtin or C-extension callable: positionally
+        return lambda: net(input_shape, num_classes)
+    wanted = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if k in signature.parameters}
+    if wanted:
+        return lambda: net(**wanted)
+    try:
+        signature.bind_partial(input_shape, num_classes)
+    except TypeError:
+        fail("model.net", f"{target.__module__}.{target.__qualname__}", "a network whose constructor takes input_shape "
+             "and num_classes, by those names (either or both) or as its first two arguments",
+             f"takes neither: {target.__name__}{signature}")
+    return lambda: net(input_shape, num_classes)
 
 
 def _materialized(net: nn.Module, input_shape: tuple[int, int, int]) -> nn.Module:

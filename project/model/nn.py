@@ -6,6 +6,7 @@ choice is one line in it.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -220,6 +221,15 @@ def _check_input(input_shape: Sequence[int], num_classes: int) -> tuple[int, int
     if num_classes < 2:
         fail("num_classes", num_classes, "an integer >= 2")
     return tuple(int(s) for s in input_shape)  # type: ignore[return-value]
+
+
+def network_class(net):
+    """The class (or function) behind a configured network: jsonargparse hands the model a partial
+    of its own around the class and its settings, Python code a functools.partial or the class."""
+    while isinstance(net, functools.partial):
+        wrapped = net.func.__name__ == "call_without_instantiate_context" and net.args  # jsonargparse's
+        net = net.args[-1] if wrapped else net.func
+    return net
 
 
 class Network(nn.Module):

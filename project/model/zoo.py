@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from project.errors import choice, fail
-from project.model.nn import INITS, NORMS, Network, _check_input, init_weights, layer_weights
+from project.model.nn import INITS, NORMS, Network, _check_input, init_weights, layer_weights, network_class
 
 # Sizes tried, in order, for a network that cannot take the data's own.
 SIZES = (16, 32, 64, 96, 128, 160, 224)
@@ -320,7 +320,7 @@ LIBRARIES = {"timm": Timm, "torchvision": TorchVision}
 def from_library(net):
     """``net`` itself, or, for one of timm's or torchvision's model functions, its wrapper with the
     function's name; a library's model class (it needs its blocks spelled out) is one line."""
-    target = getattr(net, "func", net)  # a class jsonargparse holds as a partial of its other arguments
+    target = network_class(net)
     library = (getattr(target, "__module__", "") or "").split(".")[0]
     if library not in LIBRARIES:
         return net
