@@ -142,7 +142,9 @@ def init_settings(class_path: str) -> list[str]:
     module, _, name = class_path.rpartition(".")
     try:
         cls = getattr(importlib.import_module(module), name)
-        return [p for p in inspect.signature(cls).parameters if p not in ("self", "args", "kwargs")]
+        # input_shape and num_classes come from the data module: not the user's to set
+        return [p for p in inspect.signature(cls).parameters
+                if p not in ("self", "args", "kwargs", "input_shape", "num_classes")]
     except (ImportError, AttributeError, ValueError, TypeError):
         return []
 

@@ -203,6 +203,7 @@ class ImageDataModule(LightningDataModule):
             self._loaded = True
             return
         splits = self.info.load(hp)
+        self.notes = [splits.note] if splits.note else []
         images, labels = splits.train
         if tuple(images.shape[1:]) != self.input_shape:
             raise DataError("data.dataset", hp.dataset, f"images of shape {self.input_shape}",

@@ -9,6 +9,8 @@ Adding a data set is one entry in ``DATASETS``.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import functools
 import gzip
 import importlib.util
@@ -35,6 +37,7 @@ class Splits:
     train: Pair
     val: Pair | None = None
     test: Pair | None = None
+    note: str = ""  # what a person should know of the reading (images resized), said once every check passed
 
 
 def _load_digits(settings) -> Splits:
@@ -282,20 +285,30 @@ def folder_files(settings) -> dict[str, tuple[list[str], list[int]]]:
     return files
 
 
-def read_image_file(path: str, shape: tuple[int, int, int]) -> torch.Tensor:
-    """One image file as a (C, H, W) uint8 tensor of this shape: gray or RGB, resized."""
+def read_image_file(path: str, shape: tuple[int, int, int], sizes: Counter | None = None) -> torch.Tensor:
+    """One image file as a (C, H, W) uint8 tensor of this shape: gray or RGB, resized (its own
+    size counted in ``sizes`` where given)."""
     from torchvision.transforms.v2.functional import resize
 
     image = _decode(Path(path), shape[0])
+    if sizes is not None:
+        sizes[tuple(image.shape[1:])] += 1
     return image if tuple(image.shape[1:]) == shape[1:] else resize(image, list(shape[1:]), antialias=True)
 
 
 def _load_image_folder(settings) -> Splits:
     """Every image decoded, as gray or RGB, resized to the input shape: a uint8 tensor per split."""
-    shape = folder_shape(settings)
-    splits = {split: (torch.stack([read_image_file(p, shape) for p in paths]), torch.tensor(labels, dtype=torch.long))
+    shape, sizes = folder_shape(settings), Counter()
+    splits = {split: (torch.stack([read_image_file(p, shape, sizes) for p in paths]), torch.tensor(labels, dtype=torch.long))
               for split, (paths, labels) in folder_files(settings).items()}
-    return Splits(splits["train"], splits.get("val"), splits.get("test"))
+    other = {size: n for size, n in sizes.items() if size != shape[1:]}
+    note = ""
+    if other:
+        listed = ", ".join(f"{n} of {h}x{w}" for (h, w), n in sorted(other.items(), key=lambda item: -item[1])[:5])
+        why = "data.image_size" if settings.get("image_size") else "the first training image's size; data.image_size sets another"
+        note = (f"note: data.data_dir={settings['data_dir']}: {sum(other.values())} of {sum(sizes.values())} images are "
+                f"resized to {shape[1]}x{shape[2]} ({why}): {listed}")
+    return Splits(splits["train"], splits.get("val"), splits.get("test"), note)
 
 
 # --- the registry ----------------------------------------------------------------------------------

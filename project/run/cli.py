@@ -253,6 +253,7 @@ class ProjectCLI(LightningCLI):
                 if self.subcommand is not None and isinstance(self.datamodule, ImageDataModule):
                     self.datamodule.setup()  # the data is read and checked here, before any log folder exists
                     dm = self.datamodule
+                    self.notes += getattr(dm, "notes", [])
                     dry_run(self.model, dm.prepare(dm.train_set.head(2)), torch.as_tensor(dm.train_set.labels[:2]).long())
                     if self.subcommand == "fit":
                         checks.check_with_data(self.model, self.datamodule, self.trainer)

@@ -141,3 +141,21 @@ def test_a_data_set_added_from_a_test_file_trains(monkeypatch, make_trainer):
 def test_data_dir_with_a_set_that_does_not_read_it_is_refused():
     with pytest.raises(ValueError, match="data.data_dir=mine is not read by data.dataset=digits"):
         ImageDataModule(dataset="digits", data_dir="mine")
+
+
+def test_an_image_folder_of_mixed_sizes_says_what_is_resized_to_what(tmp_path):
+    from PIL import Image
+
+    from project.data.datasets import DATASETS
+
+    for label in ("a", "b"):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for i in range(6):
+            size = 12 if (label, i) == ("a", 0) else 8  # the first training image is 12x12, the rest 8x8
+            Image.new("L", (size, size), color=40 * i).save(tmp_path / "train" / label / f"{i}.png")
+    splits = DATASETS["image_folder"].load({"data_dir": str(tmp_path), "image_size": None, "channels": None})
+    assert splits.train[0].shape == (12, 1, 12, 12)
+    assert splits.note == (f"note: data.data_dir={tmp_path}: 11 of 12 images are resized to 12x12 (the first training "
+                           "image's size; data.image_size sets another): 11 of 8x8")
+    same = DATASETS["image_folder"].load({"data_dir": str(tmp_path), "image_size": [12, 12], "channels": None})
+    assert "(data.image_size)" in same.note
