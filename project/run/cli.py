@@ -42,6 +42,7 @@ from project.run.checkpoints import (
     load_resume,
 )
 from project.run.dry_run import dry_run
+from project.run.env import env_flags
 from project.run.hparams import HParams, tab_settings
 from project.run.progress import EpochRichProgressBar, PlainProgressBar, held_lightning_logs, quiet_lightning
 
@@ -376,7 +377,8 @@ def main(args: list[str] | None = None) -> None:
             cli = ProjectCLI(args=[*rest, "--trainer.enable_model_summary=false"], run=False)
             lr_find.run(cli.trainer, cli.model, cli.datamodule, own)
         else:
-            ProjectCLI(args=args)
+            ProjectCLI(args=[*given[:1], *env_flags(given[0]), *given[1:]] if given[:1] and given[0] in SUBCOMMANDS
+                       else args)
     except SettingError as err:
         stop(err)
     except (NonFiniteLossError, CheckpointWriteError) as err:

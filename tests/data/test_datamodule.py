@@ -1,11 +1,10 @@
-import numpy as np
 import pytest
 import torch
 from lightning.pytorch import LightningModule
 
 from project.data.datamodule import ImageDataModule
-from project.errors import SettingError
 from project.data.splits import normalization_stats
+from project.errors import SettingError
 
 
 def test_datamodule_digits_split():

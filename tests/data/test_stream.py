@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from project.data import stream
-from project.run.cli import main
 from project.data.datamodule import ImageDataModule
+from project.run.cli import main
 from tests.test_bad_inputs import assert_one_line
 from tests.test_own_problem import summary_value, write_folder
 
