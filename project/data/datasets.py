@@ -9,13 +9,12 @@ Adding a data set is one entry in ``DATASETS``.
 
 from __future__ import annotations
 
-from collections import Counter
-
 import functools
 import gzip
 import importlib.util
 import math
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

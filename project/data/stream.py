@@ -32,8 +32,8 @@ import torch
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 
 from project.data.datasets import DATASET_SETTINGS, read_image_file
-from project.errors import DataError, SettingError
 from project.data.splits import RunningStats, chunk_images, split_plan
+from project.errors import DataError, SettingError
 
 # LitData hands each loader worker (and each DDP rank) its own part, so the length Lightning warns
 # about is right.
