@@ -377,8 +377,10 @@ def main(args: list[str] | None = None) -> None:
             cli = ProjectCLI(args=[*rest, "--trainer.enable_model_summary=false"], run=False)
             lr_find.run(cli.trainer, cli.model, cli.datamodule, own)
         else:
-            ProjectCLI(args=[*given[:1], *env_flags(given[0]), *given[1:]] if given[:1] and given[0] in SUBCOMMANDS
-                       else args)
+            flags = env_flags(given[0]) if given[:1] and given[0] in SUBCOMMANDS else []
+            if flags and args is None:  # into sys.argv itself: DDP relaunches the other ranks from it
+                sys.argv[2:2] = flags
+            ProjectCLI(args=[*given[:1], *flags, *given[1:]] if flags and args is not None else args)
     except SettingError as err:
         stop(err)
     except (NonFiniteLossError, CheckpointWriteError) as err:

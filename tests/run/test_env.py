@@ -25,3 +25,15 @@ def test_they_reach_the_run_and_the_command_line_wins(monkeypatch, capsys):
         main(["fit", "--data.batch_size=32", "--print_config"])
     printed = capsys.readouterr().out
     assert "batch_size: 32" in printed and "batch_size: 16" not in printed
+
+
+def test_as_a_user_types_it_with_no_warning_of_lightnings(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PL_FIT__DATA__BATCH_SIZE": "16"}
+    done = subprocess.run([sys.executable, "-m", "project", "fit", "--print_config"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0 and "    batch_size: 16" in done.stdout
+    assert "args parameter" not in done.stderr  # the flags go into sys.argv, which DDP relaunches the ranks from
