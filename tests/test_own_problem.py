@@ -88,7 +88,20 @@ BAD_FOLDERS = {
                                                   (root / "train" / "digit_2" / "notes.txt").write_text("hello")),
                                     "holds train/digit_2/notes.txt, which does not decode"),
     "not a folder": (lambda root: root.rmdir(), "is no folder"),
+    # cut short by its last chunk or marker alone: torchvision decodes such a file without a word
+    "a truncated PNG": (lambda root: _cut(write_folder(root, per_class=3, classes=[1, 2]), ".png", 12),
+                        "which is truncated (no IEND chunk at its end)"),
+    "a truncated JPEG": (lambda root: _cut(write_folder(root, per_class=3, classes=[1, 2], suffix=".jpg"), ".jpg", 2),
+                         "which is truncated (no end-of-image marker)"),
+    "a PNG cut in half": (lambda root: _cut(write_folder(root, per_class=3, classes=[1, 2]), ".png", 200),
+                          "which is truncated (no IEND chunk at its end)"),
 }
+
+
+def _cut(root, suffix, size):
+    last = sorted((root / "train" / "digit_2").glob(f"*{suffix}"))[-1]
+    whole = last.read_bytes()
+    last.write_bytes(whole[:-size])
 
 
 @pytest.mark.parametrize("fault", BAD_FOLDERS)

@@ -241,17 +241,34 @@ def folder_classes(root: Path) -> tuple[str, ...]:
     return tuple(classes)
 
 
+def _truncated(path: Path) -> str | None:
+    """Why a PNG or JPEG file is cut short, read from its first and last bytes alone: libpng and
+    libjpeg decode such a file without a word, its missing rows filled in."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(max(0, path.stat().st_size - 12))
+        tail = f.read()
+    if head.startswith(b"\x89PNG") and not tail.endswith(b"IEND\xaeB`\x82"):
+        return "is truncated (no IEND chunk at its end)"
+    if head.startswith(b"\xff\xd8") and not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        return "is truncated (no end-of-image marker)"
+    return None
+
+
 def _decode(path: Path, channels: int | None):
-    """One image as a (C, H, W) uint8 tensor, as gray or RGB; a file that does not decode is named."""
+    """One image as a (C, H, W) uint8 tensor, as gray or RGB; a file that does not decode, or is cut
+    short, is named."""
     from torchvision.io import ImageReadMode, decode_image
 
     mode = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}.get(channels, ImageReadMode.UNCHANGED)
+    allowed = "image files that torchvision.io.decode_image reads (PNG, JPEG, GIF, WEBP), whole"
     try:
-        image = decode_image(str(path), mode=mode)
+        cut = _truncated(path)
+        image = None if cut else decode_image(str(path), mode=mode)
     except (RuntimeError, ValueError, OSError) as err:
-        raise DataError("data.data_dir", path.parents[2], "image files that torchvision.io.decode_image reads (PNG, "
-                        "JPEG, GIF, WEBP)", f"holds {path.relative_to(path.parents[2])}, which does not decode "
-                        f"({' '.join(str(err).split())[:120]})") from None
+        cut = f"does not decode ({' '.join(str(err).split())[:120]})"
+    if cut:
+        raise DataError("data.data_dir", path.parents[2], allowed, f"holds {path.relative_to(path.parents[2])}, which {cut}")
     if channels is None:  # what the first image has: gray stays gray, anything else is RGB
         image = image[:1] if image.shape[0] <= 2 else image[:3]
     return image
