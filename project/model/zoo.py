@@ -53,8 +53,7 @@ class LibraryNet(Network):
 
     library = ""
 
-    def _finish(self, name: str, input_shape, init: str, input_size) -> None:
-        channels, height, width = input_shape
+    def _finish(self, name: str, init: str, input_size) -> None:
         self.size = tuple(input_size) if input_size is not None else None
         self.init_scheme = init
         if init != "default":
@@ -71,14 +70,15 @@ class LibraryNet(Network):
         return x
 
 
-def _fits(build, channels: int, size: tuple[int, int], failures: list | None = None) -> nn.Module | None:
+def _fits(build, channels: int, size: tuple[int, int], failures: list | None = None, adapt=None) -> nn.Module | None:
     """The network built for ``size``, or None (the reason added to ``failures``) where it cannot
-    take images of that size."""
+    take images of that size (fed through ``adapt``, the wrapper's own input adapter, where given)."""
     try:
         net = build(size)
         net.eval()
         with torch.no_grad():
-            net(torch.zeros(1, channels, *size))
+            x = torch.zeros(1, channels, *size)
+            net(adapt(x) if adapt else x)
         net.train()
         return net
     except (RuntimeError, ValueError, AssertionError, IndexError, ZeroDivisionError) as err:
@@ -89,22 +89,22 @@ def _fits(build, channels: int, size: tuple[int, int], failures: list | None = N
         return None
 
 
-def _build_for_size(build, input_shape, input_size, library: str, name: str):
+def _build_for_size(build, input_shape, input_size, library: str, name: str, adapt=None):
     """(network, size it is fed): the data's size where the network takes it, else the smallest of
     SIZES it takes (the input resized inside the wrapper), else one line."""
     channels, height, width = input_shape
     if input_size is not None:
-        net = _fits(build, channels, tuple(input_size))
+        net = _fits(build, channels, tuple(input_size), adapt=adapt)
         if net is None:
             fail("input_size", list(input_size), "a size this network takes", f"is too small for {library} {name}")
         return net, tuple(input_size)
     failures: list[str] = []
-    net = _fits(build, channels, (height, width), failures)
+    net = _fits(build, channels, (height, width), failures, adapt)
     if net is not None:
         return net, None
     for size in SIZES:
         if size > min(height, width):
-            net = _fits(build, channels, (size, size), failures)
+            net = _fits(build, channels, (size, size), failures, adapt)
             if net is not None:
                 _note(f"model.net: {library} {name} cannot take {height}x{width} images; they are resized to "
                       f"{size}x{size} inside it (model.net.input_size sets another size; data.image_size resizes an "
@@ -157,7 +157,7 @@ class Timm(LibraryNet):
             kwargs["pretrained_cfg_overlay"] = {"file": _timm_cached(name)}
         self.net, size = _build_for_size(partial(self._create, name, pretrained, kwargs, norm), input_shape, input_size,
                                          "timm", name)
-        self._finish(name, input_shape, init, size)
+        self._finish(name, init, size)
 
     @staticmethod
     def _create(name: str, pretrained: bool, kwargs: dict, norm: str | None, size: tuple[int, int]) -> nn.Module:
@@ -242,13 +242,8 @@ class TorchVision(LibraryNet):
         if channels not in (1, 3):
             self.stem = nn.Conv2d(channels, 3, kernel_size=1)  # a learned mix of the channels into RGB
             _note(f"model.net: torchvision {name} takes 3 channels; a learned 1x1 conv maps the data's {channels}")
-        self.net, size = _build_for_size(lambda s: nn.Sequential(self._adapter(), build(s)), input_shape, input_size,
-                                         "torchvision", name)
-        self.net = self.net[1]
-        self._finish(name, input_shape, init, size)
-
-    def _adapter(self) -> nn.Module:
-        return _Adapter(self)
+        self.net, size = _build_for_size(build, input_shape, input_size, "torchvision", name, self.adapt)
+        self._finish(name, init, size)
 
     def adapt(self, x: torch.Tensor) -> torch.Tensor:
         if self.channels == 1:
@@ -274,15 +269,6 @@ class TorchVision(LibraryNet):
             parent, attr, last = _last_linear(net)
             setattr(parent, attr, nn.Linear(last.in_features, num_classes))
         return net
-
-
-class _Adapter(nn.Module):
-    def __init__(self, owner: TorchVision):
-        super().__init__()
-        object.__setattr__(self, "owner", owner)  # not a child: the owner's stem is its own parameter
-
-    def forward(self, x):
-        return self.owner.adapt(x)
 
 
 def _last_linear(net: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
