@@ -45,6 +45,7 @@ from project.run.dry_run import dry_run
 from project.run.env import env_flags
 from project.run.hparams import HParams, tab_settings
 from project.run.progress import EpochRichProgressBar, PlainProgressBar, held_lightning_logs, quiet_lightning
+from project.run.stopping import restarted
 
 # DDP's worker processes re-run this command line; a seed drawn for seed_everything: true reaches
 # them through the environment, the only thing the launcher passes on ("<parent pid>:<seed>").
@@ -162,6 +163,9 @@ class ProjectCLI(LightningCLI):
         checked here, before anything runs."""
         subcommand = self.config.get("subcommand")
         config = self.config.get(subcommand) if subcommand else None
+        if subcommand == "fit" and config and not config.get("ckpt_path") and restarted():
+            config.ckpt_path = "last"  # a restarted job continues its own run, with no flag to add
+            self.notes.append(f"note: {restarted()}: resuming from the newest checkpoint of the run (--ckpt_path last)")
         if not config or not config.get("ckpt_path"):
             return
         save_dir, name, _ = _logger_settings(config)

@@ -77,3 +77,16 @@ class StopTogether(Callback):
             if agreed:
                 self.signum = agreed
                 raise SIGTERMException()
+
+
+def restarted() -> str:
+    """What restarted this job, where something did ('' otherwise): torchrun's --max-restarts after a
+    worker failed, or SLURM's requeue (``scontrol requeue``, Lightning's answer to the preemption
+    signal). Such a job resumes its run from the newest checkpoint by itself."""
+    import os
+
+    for variable, what in (("TORCHELASTIC_RESTART_COUNT", "torchrun restart"), ("SLURM_RESTART_COUNT", "SLURM requeue")):
+        count = os.environ.get(variable, "0")
+        if count.isdigit() and int(count) > 0:
+            return f"{what} {count}"
+    return ""

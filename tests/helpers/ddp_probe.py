@@ -23,3 +23,13 @@ class KillRank(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if trainer.current_epoch == 1 and batch_idx == 2 and trainer.global_rank == int(os.environ["KILL_RANK"]):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillOnce(Callback):
+    """SIGKILLs rank 1 at the third batch of the third epoch, on the first attempt of a torchrun job
+    only (TORCHELASTIC_RESTART_COUNT 0): a worker lost, which --max-restarts answers."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        first = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
+        if first and trainer.current_epoch == 2 and batch_idx == 2 and trainer.global_rank == 1:
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -96,3 +96,82 @@ def test_one_process_is_left_to_lightning(make_trainer, digits):
 
     trainer.fit(ImageClassifier(), digits)
     assert stop.signum is None and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_restarted_names_what_restarted_the_job(monkeypatch):
+    from project.run.stopping import restarted
+
+    monkeypatch.delenv("TORCHELASTIC_RESTART_COUNT", raising=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert restarted() == ""
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    assert restarted() == ""
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "2")
+    assert restarted() == "SLURM requeue 2"
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
+    assert restarted() == "torchrun restart 1"
+
+
+@pytest.mark.slow  # two torchrun workers, one killed, restarted by torchrun; make test-all
+def test_torchrun_max_restarts_resumes_the_run_by_itself(tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    run = subprocess.run(
+        [str(torchrun), "--nproc_per_node=2", "--max-restarts=1", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0",
+         "-m", "project", "fit", "--config", str(REPO / "configs" / "default.yaml"),
+         "--config", str(REPO / "configs" / "trainer" / "ddp_cpu.yaml"), "--trainer.max_epochs=5", "--early_stopping=null",
+         "--trainer.callbacks+=ddp_probe.KillOnce"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO / "tests" / "helpers")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "note: torchrun restart 1: resuming from the newest checkpoint of the run (--ckpt_path last)" in run.stderr
+    assert "resuming from logs/default/version_0/checkpoints/last.ckpt (after 2 epochs" in run.stderr
+    assert [p.name for p in (tmp_path / "logs" / "default").iterdir()] == ["version_0"]  # one run, one folder
+    assert "test accuracy" in run.stdout
+    state = torch.load(tmp_path / "logs/default/version_0/checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert state["epoch"] == 4  # all 5 epochs
+
+
+@pytest.mark.slow  # a SLURM job preempted, requeued and resumed; make test-all
+def test_slurm_preemption_requeues_once_and_the_requeued_job_resumes_in_its_folder(tmp_path):
+    """SLURM's variables and a recording scontrol on PATH: SIGUSR1 (#SBATCH --signal=SIGUSR1@90)
+    saves Lightning's hpc checkpoint and requeues the job once; the SIGTERM that ends the job saves
+    interrupted.ckpt; the requeued job (SLURM_RESTART_COUNT=1) resumes from it with no flag, in the
+    same log folder."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'scontrol.log'}\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train",
+             "SLURM_NTASKS": "1", "SLURM_NNODES": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+             "SLURM_NODELIST": "localhost", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "project", "fit", "--config", str(REPO / "configs" / "default.yaml"),
+               "--trainer.max_epochs=8", "--early_stopping=null", "--trainer.accelerator=cpu", "--trainer.devices=1"]
+    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, **slurm, "SLURM_RESTART_COUNT": "0"})
+    out = []
+    reader = threading.Thread(target=lambda: out.extend(job.stdout), daemon=True)
+    reader.start()
+    try:
+        deadline = time.time() + 120
+        while not any(line.startswith("epoch 3/") for line in out):
+            assert job.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        job.send_signal(signal.SIGUSR1)
+        deadline = time.time() + 30
+        while not (tmp_path / "scontrol.log").exists():
+            assert time.time() < deadline, "no scontrol requeue"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGTERM)  # the end of the grace period
+        assert job.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]  # once
+    saved = tmp_path / "logs" / "default" / "version_0" / "checkpoints" / "interrupted.ckpt"
+    assert saved.exists()
+    requeued = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env={**os.environ, **slurm, "SLURM_RESTART_COUNT": "1"})
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert "note: SLURM requeue 1: resuming from the newest checkpoint of the run" in requeued.stderr
+    assert "resuming from logs/default/version_0/checkpoints/interrupted.ckpt" in requeued.stderr
+    assert [p.name for p in (tmp_path / "logs" / "default").iterdir()] == ["version_0"]
