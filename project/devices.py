@@ -160,3 +160,18 @@ def own_rank(states: list, what: str):
     print(f"note: the checkpoint holds the {what} of {len(states)} process(es); rank {rank} starts a fresh stream",
           file=sys.stderr, flush=True)
     return None
+
+
+def global_rank() -> int:
+    """This process's rank in its DDP run (0 outside one)."""
+    dist = _distributed()
+    return dist.get_rank() if dist is not None else 0
+
+
+def leave_process_group() -> None:
+    """Lightning leaves the DDP process group open; left to interpreter exit, gloo's threads can
+    abort the process ("terminate called without an active exception") after a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -25,7 +25,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from project.data.datamodule import ImageDataModule
-from project.devices import PeerLost, fall_back_to_fp16, lost_peer, peer_lost
+from project.devices import PeerLost, fall_back_to_fp16, global_rank, leave_process_group, lost_peer, peer_lost
 from project.errors import SettingError, constructor_error, one_line_parse_error, stop
 from project.model.callbacks import NonFiniteLossError, WeightPenalty
 from project.model.classifier import TEST_METRICS, ImageClassifier
@@ -394,27 +394,12 @@ def main(args: list[str] | None = None) -> None:
         os._exit(1)  # the process group is broken: leaving it (or gloo's threads at exit) can hang
     except (RunInterrupted, KeyboardInterrupt) as err:
         err = err if isinstance(err, RunInterrupted) else RunInterrupted(signal.SIGINT, None)
-        if _global_rank() == 0:  # every rank stops; one says so
+        if global_rank() == 0:  # every rank stops; one says so
             print(err.line(), file=sys.stderr, flush=True)
         sys.exit(128 + err.signum)
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _leave_process_group()
-
-
-def _global_rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _leave_process_group() -> None:
-    """Lightning leaves the DDP process group open; left to interpreter exit, gloo's threads can
-    abort the process ("terminate called without an active exception") after a finished run."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+        leave_process_group()
 
 
 if __name__ == "__main__":
