@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -43,11 +42,6 @@ def _on_meta() -> bool:
     return torch.empty(0).is_meta
 
 
-def _note(text: str) -> None:
-    if not _on_meta():  # the memory check builds the network on the meta device first: say it once
-        print(f"note: {text}", file=sys.stderr, flush=True)
-
-
 class LibraryNet(Network):
     """What Timm and TorchVision share: the input adapter and resize, the size probe, init."""
 
@@ -58,7 +52,7 @@ class LibraryNet(Network):
         self.init_scheme = init
         if init != "default":
             init_weights(self.net, init)
-            _note(f"model.net: init={init} re-initialized {len(layer_weights(self.net))} conv and linear weight "
+            self.notes.append(f"note: model.net: init={init} re-initialized {len(layer_weights(self.net))} conv and linear weight "
                   f"tensors of {self.library} {name}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +83,7 @@ def _fits(build, channels: int, size: tuple[int, int], failures: list | None = N
         return None
 
 
-def _build_for_size(build, input_shape, input_size, library: str, name: str, adapt=None):
+def _build_for_size(build, input_shape, input_size, library: str, name: str, notes: list[str], adapt=None):
     """(network, size it is fed): the data's size where the network takes it, else the smallest of
     SIZES it takes (the input resized inside the wrapper), else one line."""
     channels, height, width = input_shape
@@ -106,7 +100,7 @@ def _build_for_size(build, input_shape, input_size, library: str, name: str, ada
         if size > min(height, width):
             net = _fits(build, channels, (size, size), failures, adapt)
             if net is not None:
-                _note(f"model.net: {library} {name} cannot take {height}x{width} images; they are resized to "
+                notes.append(f"note: model.net: {library} {name} cannot take {height}x{width} images; they are resized to "
                       f"{size}x{size} inside it (model.net.input_size sets another size; data.image_size resizes an "
                       f"image folder once, when it is read)")
                 return net, (size, size)
@@ -140,6 +134,7 @@ class Timm(LibraryNet):
             options: more keyword arguments for timm.create_model, e.g. {drop_path_rate: 0.1}.
         """
         super().__init__()
+        self.notes: list[str] = []  # said by the CLI once every check passed, so an error stays the only line
         import timm
 
         channels, _, _ = _check_input(input_shape, num_classes)
@@ -156,7 +151,7 @@ class Timm(LibraryNet):
         if pretrained:
             kwargs["pretrained_cfg_overlay"] = {"file": _timm_cached(name)}
         self.net, size = _build_for_size(partial(self._create, name, pretrained, kwargs, norm), input_shape, input_size,
-                                         "timm", name)
+                                         "timm", name, self.notes)
         self._finish(name, init, size)
 
     @staticmethod
@@ -220,6 +215,7 @@ class TorchVision(LibraryNet):
             options: more keyword arguments for the model's constructor.
         """
         super().__init__()
+        self.notes: list[str] = []
         import torchvision
 
         channels, _, _ = _check_input(input_shape, num_classes)
@@ -241,8 +237,8 @@ class TorchVision(LibraryNet):
         self.channels = channels
         if channels not in (1, 3):
             self.stem = nn.Conv2d(channels, 3, kernel_size=1)  # a learned mix of the channels into RGB
-            _note(f"model.net: torchvision {name} takes 3 channels; a learned 1x1 conv maps the data's {channels}")
-        self.net, size = _build_for_size(build, input_shape, input_size, "torchvision", name, self.adapt)
+            self.notes.append(f"note: model.net: torchvision {name} takes 3 channels; a learned 1x1 conv maps the data's {channels}")
+        self.net, size = _build_for_size(build, input_shape, input_size, "torchvision", name, self.notes, self.adapt)
         self._finish(name, init, size)
 
     def adapt(self, x: torch.Tensor) -> torch.Tensor:

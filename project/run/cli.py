@@ -255,6 +255,7 @@ class ProjectCLI(LightningCLI):
                 if self.resume:
                     check_matches(self.resume.checkpoint, self.model, self.resume.path)
                 checks.check_built(self.model, self.datamodule, self.trainer, self.subcommand)
+                self.notes += getattr(self.model.net, "notes", [])  # a library network's (project/model/zoo.py)
                 if self.subcommand is not None and isinstance(self.datamodule, ImageDataModule):
                     self.datamodule.setup()  # the data is read and checked here, before any log folder exists
                     dm = self.datamodule

@@ -73,11 +73,22 @@ def test_norm_replaces_every_normalization_where_the_constructor_takes_one():
     assert not any(isinstance(m, nn.BatchNorm2d) for m in tv.modules())
 
 
-def test_init_reinitializes_every_conv_and_linear_weight_and_says_how_many(capfd):
+def test_init_reinitializes_every_conv_and_linear_weight_and_says_how_many():
     net = Timm((1, 8, 8), 10, name="resnet18", init="zeros")
     weights = [m.weight for m in net.modules() if isinstance(m, WEIGHT_LAYERS)]
     assert len(weights) == 21 and all(torch.count_nonzero(w) == 0 for w in weights)  # 20 convs + the classifier
-    assert "init=zeros re-initialized 21 conv and linear weight tensors of timm resnet18" in capfd.readouterr().err
+    assert net.notes == ["note: model.net: init=zeros re-initialized 21 conv and linear weight tensors of timm resnet18"]
+
+
+def test_a_librarys_notes_wait_for_every_check(tmp_path, capsys):
+    """A note of a library network is said after the checks: a bad setting's line stays the only one."""
+    from project.run.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--model.net=Timm", "--model.net.name=convnext_atto", "--trainer.val_check_interval=100000",
+              f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert stop.value.code == 2 and len(err) == 1 and err[0].startswith("error: trainer.val_check_interval=100000")
 
 
 def test_dropout_is_the_librarys():
