@@ -3,12 +3,13 @@
 A run flows one way, and the packages read the same way; each imports only what stands before it
 (tests/test_layers.py holds this against the code):
 
-    errors.py, devices.py, memory.py   the base every stage may use: the one-line error, what runs
-                                       where, the memory a network and batch need
+    errors.py, devices.py, memory.py,  the base every stage may use: the one-line error, what runs
+    storage.py                         where, the memory a network and batch need, where a shared
+                                       study lives (a database URL, heartbeats)
     data/     stage 1: data sets, the split, normalization, augmentation, streaming
     model/    stage 2: networks, the LightningModule, penalty, schedules, diagnosis
     run/      stage 3: the CLI, checks, checkpoints, monitoring, progress, the run report
-    lab/      stage 4: the study (experiments x seeds), its statistics and conclusions
+    lab/      stage 4: the study (experiments x seeds), its statistics, verdicts and shared workers
     search/   stage 4: the Optuna search
     bench/    stage 4: the benchmark
 """

@@ -25,7 +25,8 @@ MOVED = {
     "project.compare": "project.lab.compare", "project.compare_run": "project.lab.runs",
     "project.compare_stats": "project.lab.stats", "project.compare_report": "project.lab.report",
     "project.compare_curve": "project.lab.curve",
-    "project.search_storage": "project.search.storage", "project.search_report": "project.search.report",
+    "project.search_storage": "project.storage", "project.search.storage": "project.storage",
+    "project.search_report": "project.search.report",
     "project.bench_data": "project.bench.data",
 }
 

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "project"
-BASE = {"project", "project.errors", "project.devices", "project.memory", "project.moved"}
+BASE = {"project", "project.errors", "project.devices", "project.memory", "project.storage", "project.moved"}
 STAGES = {"data": 1, "model": 2, "run": 3, "lab": 4, "search": 4, "bench": 4}
 
 

