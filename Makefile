@@ -11,7 +11,12 @@ CONFIGS := --config $(CONFIG) $(if $(EXPERIMENT),--config configs/experiment/bas
 
 .DEFAULT_GOAL := help
 EXPERIMENTS ?=
-SEEDS ?= 0,1,2,3,4
+DECIDE ?=
+comma := ,
+SEEDS ?= $(if $(DECIDE),0$(comma)1$(comma)2,0$(comma)1$(comma)2$(comma)3$(comma)4)
+MAX_SEEDS ?= 12
+MARGIN ?= 0.01
+CLAIMS ?= configs/lab/lecture.yaml
 VARY ?= both
 JOBS ?=
 DATASET ?=
@@ -24,12 +29,14 @@ SWEEP ?= data.train_size=100,200,500,1000,3500
 CURVE_SEEDS ?= 0,1,2
 PAGE ?=
 
-.PHONY: help install train lr-find test test-all lint tensorboard compare curve search prepare bench bench-quick gpu-check docs docs-check clean
+.PHONY: help install train lr-find test test-all lint tensorboard compare compare-report curve search prepare bench bench-quick gpu-check docs docs-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: CONFIG=path.yaml EXPERIMENT=name ARGS='--trainer.max_epochs=5 ...'"
 	@echo "             EXPERIMENTS=baseline,dropout SEEDS=0,1,2 VARY=both|data|init JOBS=2 DATASET=mnist NAME=study (make compare)"
+	@echo "             DECIDE=1 MAX_SEEDS=12 MARGIN=0.01 CLAIMS=configs/lab/lecture.yaml (make compare: seeds until decided)"
+	@echo "             STORAGE=postgresql://... NAME=study (make compare on several machines, make compare-report)"
 	@echo "             SPACE=configs/search/default.yaml TRIALS=20 STORAGE=postgresql://... NAME=study (make search)"
 
 install: $(VENV)/.installed ## make .venv and install the project with its dev tools and the search's database drivers (idempotent)
@@ -59,12 +66,16 @@ test-all: install ## run every test: the default suite, then the slow ones one a
 lint: install ## ruff over the package and the tests (settings in pyproject.toml)
 	$(BIN)/ruff check project tests
 
-compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME= REPLICATE=1)
+compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERIMENTS=a,b SEEDS=0,1,2 VARY=both JOBS= DATASET= NAME= REPLICATE=1; DECIDE=1: the lecture's claims, seeds until decided, MAX_SEEDS=12 MARGIN=0.01 CLAIMS=; STORAGE=postgresql://...: one worker of a study shared by every machine)
 	$(BIN)/python -m project.lab --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) \
-		$(if $(REPLICATE),--replicate) $(if $(ARGS),-- $(ARGS))
+		$(if $(REPLICATE),--replicate) $(if $(DECIDE),--until-decided --max-seeds $(MAX_SEEDS) --margin $(MARGIN) \
+		--claims $(CLAIMS)) $(if $(STORAGE),--storage $(STORAGE)) $(if $(ARGS),-- $(ARGS))
 
-curve: install ## a learning curve: the baseline over one setting's values, write logs/compare/curve_NAME/ (SWEEP= SEEDS=0,1,2)
+compare-report: install ## a shared study's report from its storage alone, on any machine (NAME= STORAGE=postgresql://...)
+	$(BIN)/python -m project.lab --report --name $(NAME) --storage $(STORAGE)
+
+curve: install ## a learning or dose curve: the baseline over one setting's values, write logs/compare/curve_NAME/ (SWEEP= SEEDS=0,1,2)
 	$(BIN)/python -m project.lab --sweep $(SWEEP) --seeds $(CURVE_SEEDS) --name curve_$(NAME) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(ARGS),-- $(ARGS))
 

@@ -24,12 +24,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,21 +85,46 @@ def make_zoo() -> None:
 
 
 def make_lab() -> None:
-    """``make compare REPLICATE=1``: the technique set on seeds 0-4, then 5-9."""
+    """``make compare DECIDE=1``: the lecture's claims, seeds until decided, then the recheck."""
     with tempfile.TemporaryDirectory() as folder:
-        _run(_python("-m", "project.lab", "--replicate", "--name", "lab", "--output", folder))
-        for name in ("results.md", "results.csv", "results_replicate.csv", "conclusions.md", "report.png"):
+        _run(_python("-m", "project.lab", "--until-decided", "--name", "lab", "--output", folder))
+        for name in ("results.md", "results.csv", "conclusions.md", "conclusions.json", "report.png"):
             shutil.copy(Path(folder) / "lab" / name, LAB_DIR / name)
 
 
+CURVES = {"data": "data.train_size=100,200,500,1000,3500", "model": "model.net.init_args.width=0.0625,0.125,0.25,0.5,1,2",
+          "l2": "penalty.l2=0,0.001,0.005,0.02,0.05,0.1", "dropout": "model.net.init_args.dropout=0,0.25,0.5,0.75,0.9"}
+
+
 def make_curves() -> None:
-    """``make curve`` over the data size and over the network's width, seeds 0-2."""
-    sweeps = {"data": "data.train_size=100,200,500,1000,3500", "model": "model.net.init_args.width=0.0625,0.125,0.25,0.5,1,2"}
+    """``make curve`` over the data size, the network's width, the L2 penalty and dropout's p, seeds 0-2."""
+    sweeps = CURVES
     with tempfile.TemporaryDirectory() as folder:
         for name, sweep in sweeps.items():
             _run(_python("-m", "project.lab", "--sweep", sweep, "--seeds", "0,1,2", "--name", name, "--output", folder))
             for suffix in ("md", "png"):
                 shutil.copy(Path(folder) / name / f"curve.{suffix}", LAB_DIR / f"curve_{name}.{suffix}")
+
+
+SHARED = ["--experiments", "baseline,dropout,l2", "--seeds", "0,1,2,3"]
+
+
+def make_shared() -> None:
+    """One study (3 experiments x 4 seeds) on an SQLite file by 1, 2 and 3 workers of one command,
+    ``make compare STORAGE=... JOBS=N`` (N processes sharing the cores): its wall time."""
+    lines, one = [f"# python -m project.lab {' '.join(SHARED)} --storage sqlite:///study.db --jobs N"], None
+    for workers in (1, 2, 3):
+        with tempfile.TemporaryDirectory() as folder:
+            started = time.perf_counter()
+            _run(_python("-m", "project.lab", *SHARED, "--jobs", str(workers), "--name", "shared", "--storage",
+                               f"sqlite:///{folder}/study.db", "--output", folder))
+            seconds = time.perf_counter() - started
+            with open(Path(folder) / "shared" / "runs.csv") as f:
+                ran = sorted(Counter(row["pid"] for row in csv.DictReader(f)).values(), reverse=True)
+        one = one or seconds
+        lines.append(f"workers {workers}: {seconds:.1f} s, runs by worker {' '.join(map(str, ran))}, "
+                     f"speed-up {one / seconds:.2f}")
+    (FIGURES_DIR / "shared_time.txt").write_text("\n".join(lines) + "\n")
 
 
 def make_search() -> None:
@@ -171,14 +198,35 @@ def render_search_time(sources: list[str]) -> str:
 
 def render_compare_time(sources: list[str]) -> str:
     rows = list(csv.DictReader(io.StringIO(sources[0])))
+    document = json.loads(sources[1])
     baseline = next(r for r in rows if r["experiment"] == "baseline")
     walls = sorted(float(r["wall_s_mean"]) for r in rows)
-    seeds = len(baseline["seeds"].split())
-    minutes = len(rows) * seeds * walls[len(walls) // 2] / 2 / 60  # two runs at a time
-    return (f"A run of the lab's baseline took {float(baseline['wall_s_mean']):.1f} s on average on this 2-core CPU, "
-            f"and each experiment's runs {walls[0]:.1f} to {walls[-1]:.1f} s on average, two at a time (one process "
-            f"per core): its study's runs take about {minutes:.0f} minutes ({len(rows)} experiments x {seeds} seeds; "
-            "REPLICATE=1 runs as many again).\n")
+    runs = document["runs"]
+    return (f"`make compare DECIDE=1` took {document['minutes']:.1f} minutes on this 2-core CPU for "
+            f"{runs['sequential']} runs, two at a time (one process per core), {runs['recheck']} of them the recheck; "
+            f"a fixed plan with the same power needs {runs['fixed']}. A run of the baseline took "
+            f"{float(baseline['wall_s_mean']):.1f} s on average, each experiment's runs {walls[0]:.1f} to "
+            f"{walls[-1]:.1f} s on average.\n")
+
+
+def render_shared_time(sources: list[str]) -> str:
+    found = re.findall(r"workers (\d+): ([\d.]+) s, runs by worker ([\d ]+), speed-up ([\d.]+)", sources[0])
+    rows = ["| workers (`JOBS=`) | wall time, s | runs by each worker | speed-up |", "|---|---|---|---|"]
+    for workers, seconds, ran, speed in found:
+        rows.append(f"| {workers} | {float(seconds):.0f} | {', '.join(ran.split())} | {speed}x |")
+    return "\n".join(rows) + "\n"
+
+
+def render_verdicts(sources: list[str]) -> str:
+    """The verdict table of docs/lab/conclusions.md, shorter: a claim, its answer, the interval, the seeds, the recheck."""
+    document = json.loads(sources[0])
+    lines = ["| lecture claim | answer | difference [interval] | seeds | recheck |", "|---|---|---|---|---|"]
+    for c in document["claims"]:
+        low, high = c["interval"]
+        interval = "n/a" if low is None else f"{c['estimate']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        again = c["recheck"]["held"] if "recheck" in c else "-"
+        lines.append(f"| {c['claim']} | {c['answer']} | {interval} | {len(c['seeds'])} | {again} |")
+    return "\n".join(lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -194,11 +242,12 @@ FIGURES = {
     "train": Figure(("docs/figures/train_seed0.txt",), make_train, 1.5, render_train),
     "seeds": Figure(tuple(f"docs/figures/train_seed{s}.txt" for s in SEEDS), make_train, 1.5, render_seeds),
     "zoo": Figure(tuple(f"docs/figures/zoo_{name}.txt" for name in ZOO_RUNS), make_zoo, 2, render_zoo),
-    "lab-results": Figure(("docs/lab/results.md",), make_lab, 16, render_verbatim),
-    "lab-conclusions": Figure(("docs/lab/conclusions.md",), make_lab, 16, render_verbatim),
-    "lab-time": Figure(("docs/lab/results.csv",), make_lab, 16, render_compare_time),
-    "curve-data": Figure(("docs/lab/curve_data.md",), make_curves, 12, render_verbatim),
-    "curve-model": Figure(("docs/lab/curve_model.md",), make_curves, 12, render_verbatim),
+    "lab-results": Figure(("docs/lab/results.md",), make_lab, 30, render_verbatim),
+    "lab-conclusions": Figure(("docs/lab/conclusions.md",), make_lab, 30, render_verbatim),
+    "lab-time": Figure(("docs/lab/results.csv", "docs/lab/conclusions.json"), make_lab, 30, render_compare_time),
+    "lab-verdicts": Figure(("docs/lab/conclusions.json",), make_lab, 30, render_verdicts),
+    "lab-shared": Figure(("docs/figures/shared_time.txt",), make_shared, 6, render_shared_time),
+    **{f"curve-{name}": Figure((f"docs/lab/curve_{name}.md",), make_curves, 10, render_verbatim) for name in CURVES},
     "search-time": Figure(("docs/figures/search_trials.csv", "docs/figures/search_command.txt"), make_search, 1,
                           render_search_time),
     "bench": Figure(("docs/figures/bench.md",), make_bench, 6, render_verbatim),

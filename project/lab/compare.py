@@ -22,19 +22,19 @@ import os
 import signal
 import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from dataclasses import dataclass
 from pathlib import Path
 
 from project.errors import ArgumentParser, SettingError, choice, fail, from_line, is_integer, stop
 from project.lab import runs
-from project.lab.curve import write_curve
-from project.lab.report import write_report, write_tables
-from project.lab.stats import summarize
+from project.lab.decide import CLAIMS_FILE, MARGIN, Plan, decide, experiments_of, load_claims
+from project.lab.report import write_study
+from project.lab.shared import HEARTBEAT, report_from_storage, run_workers
 from project.run.checks import MAX_SEED, check_folder_name, check_output
 from project.run.cli import CONFIG_DIR, ProjectCLI
-from project.run.hparams import flatten_settings, write_study_views
+from project.run.hparams import flatten_settings
 from project.run.progress import quiet_lightning
+from project.storage import StorageError, check_storage, masked
 
 EXPERIMENT_DIR = CONFIG_DIR / "experiment"
 TECHNIQUES = ["baseline", "l1", "l2", "weight_decay", "dropout", "batchnorm", "augment", "early_stopping",
@@ -86,6 +86,18 @@ def run_args(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], 
             "--trainer.enable_progress_bar=false"]
 
 
+@dataclass(frozen=True)
+class RunArgs:
+    """The flags of a study's run: ``RunArgs(...)(experiment, seed)`` (a class, so a worker process gets it)."""
+    vary: str
+    runs_dir: Path
+    extra: list[str]
+    seeded: dict[str, bool]
+
+    def __call__(self, experiment: str, seed: int) -> list[str]:
+        return run_args(experiment, seed, self.vary, self.runs_dir, self.extra, self.seeded[experiment])
+
+
 def check_configs(names: list[str], extra: list[str], vary: str,
                   read_data: bool = True) -> tuple[dict[str, str], list[str], dict[str, bool]]:
     """Parse every experiment's config before any run starts, so a typo costs seconds, not a study.
@@ -129,17 +141,40 @@ def default_jobs() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def compare(experiments: list[str], seeds: list[int], name: str = "default", dataset: str | None = None,
+def compare(experiments: list[str] | None, seeds: list[int], name: str = "default", dataset: str | None = None,
             trainer_config: str | None = None, output: str = "logs/compare", extra: list[str] | None = None,
             vary: str = "both", jobs: int = 1, echo=print, replicate: bool = False,
-            sweep: str | None = None) -> tuple[list[dict], list[dict]]:
+            sweep: str | None = None, until_decided: bool = False, claims: str | None = None,
+            max_seeds: int = 12, round_size: int | None = None, margin: float = MARGIN,
+            command: str = "make compare DECIDE=1", storage: str | None = None,
+            heartbeat: int = HEARTBEAT) -> tuple[list[dict], list[dict]]:
     """Run every (experiment, seed) not already finished with this configuration, then write the
     tables and the report. Returns the rows and every run's result.
 
     ``replicate`` also runs the seeds that follow ``seeds`` (as many, disjoint) and reports which
     marks replicated; ``sweep`` (``setting=v1,v2,...``) runs the baseline at each value and draws the
-    learning curve over them."""
+    learning curve over them. ``until_decided`` answers the claims of ``claims`` (a YAML file,
+    default configs/lab/lecture.yaml), adding seeds in rounds of ``round_size`` up to ``max_seeds``
+    until each is decided (project.lab.decide); ``experiments``, when given, keeps the claims about
+    those experiments. ``storage`` (a database URL) makes this process one worker of a study shared
+    by every process started with the same name and storage (project.lab.shared)."""
     extra = list(extra or [])
+    decide_plan = None
+    if until_decided:
+        if sweep is not None or replicate:
+            fail("--until-decided", "on", "a study without --sweep or --replicate (it chooses its seeds itself)")
+        chosen = load_claims(claims or CLAIMS_FILE, available_experiments())
+        if experiments is not None:
+            chosen = [c for c in chosen if c.experiment in experiments]
+            if not chosen:
+                fail("--experiments", ",".join(experiments), "experiments some claim of "
+                     f"{claims or CLAIMS_FILE} is about")
+        plan = Plan(tuple(seeds), len(seeds) if round_size is None else round_size, max_seeds, float(margin))
+        check_study(experiments_of(chosen), seeds, name, output, vary, jobs)
+        plan.check()
+        experiments, decide_plan = experiments_of(chosen), (chosen, plan, command)
+    if experiments is None:
+        experiments = list(TECHNIQUES)
     if sweep is not None:
         experiments = sweep_points(sweep)
     if dataset:
@@ -161,9 +196,36 @@ def compare(experiments: list[str], seeds: list[int], name: str = "default", dat
     # Every run ticks what the study varies in TensorBoard's hparams tab.
     extra.append("--hparams.layout=false")  # the study draws one chart per experiment instead (write_study_views)
     extra.append(f"--hparams.varied=[{', '.join(varied_settings(experiments, vary))}]")
+    if storage is not None:
+        check_storage(storage)  # the driver there and the database answering, before any folder
     keys, datasets, seeded = check_configs(experiments, extra, vary)
-    return _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, seeded,
-                    isolated=trainer_config is not None, second=second, sweep=sweep)
+    study = {"experiments": experiments, "seeds": seeds, "second": second, "vary": vary, "sweep": sweep, "keys": keys,
+             "datasets": datasets, "claims": [vars(c) for c in decide_plan[0]] if decide_plan else None,
+             "plan": vars(decide_plan[1]) | {"first": seeds} if decide_plan else None, "command": command}
+    study = json.loads(json.dumps(study))  # as the storage keeps it: every worker compares the same thing
+    out_dir = Path(output) / name
+
+    args_of = RunArgs(vary, out_dir / "runs", extra, seeded)
+
+    started = time.perf_counter()
+    if storage is not None:
+        results = run_workers(study, name, storage, out_dir, args_of, echo, trainer_config is not None, heartbeat, jobs)
+    else:
+        run = runs.runner(out_dir / "runs", args_of, keys, vary, jobs, echo, isolated=trainer_config is not None)
+        if decide_plan is not None:
+            echo(f"study {name}: {len(decide_plan[0])} claims of {len(experiments)} experiments, seeds until decided")
+            results = decide(decide_plan[0], decide_plan[1], run, echo, stopped=lambda: runs.stop_signal is not None)[1]
+        else:
+            results = run([(e, s) for e in experiments for s in [*seeds, *second]], prefix=f"study {name}: ")
+    if runs.stop_signal is not None and storage is not None:
+        raise StudyInterrupted(f"stopped by signal {runs.stop_signal}; its run is queued again in {masked(storage)} "
+                               "for any worker; rerun the same command to join the study again")
+    if runs.stop_signal is not None and decide_plan is not None:
+        raise StudyInterrupted(f"stopped by signal {runs.stop_signal}; rerun the same command to finish the study")
+    rows, ordered = write_study(study, results, out_dir, echo, (time.perf_counter() - started) / 60)
+    if runs.stop_signal is not None:
+        raise StudyInterrupted(f"stopped by signal {runs.stop_signal}; rerun the same command to finish the study")
+    return rows, ordered
 
 
 def check_study(experiments: list[str], seeds: list[int], name: str, output: str, vary: str, jobs: int) -> None:
@@ -199,101 +261,22 @@ def varied_settings(experiments: list[str], vary: str) -> list[str]:
     return sorted(keys)
 
 
-def _compare(experiments, seeds, name, output, extra, vary, jobs, echo, keys, datasets, seeded, isolated, second,
-             sweep):
-    out_dir = Path(output) / name
-    runs_dir = out_dir / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    todo, results = [], {}
-    pairs = [(e, s) for e in experiments for s in [*seeds, *second]]
-    for experiment, seed in pairs:
-        done = runs_dir / experiment / f"seed_{seed}" / "result.json"
-        previous = json.loads(done.read_text()) if done.exists() else None
-        if previous and previous["status"] == "ok" and previous.get("config_key") == keys[experiment]:
-            results[(experiment, seed)] = previous
-        else:
-            todo.append((experiment, seed))
-    echo(f"study {name}: {len(pairs)} runs ({len(experiments)} experiments x {len(seeds)} seeds, vary {vary}), "
-         f"{len(pairs) - len(todo)} done before with the same configuration, {len(todo)} to run, {jobs} at a time")
-    started, finished = time.perf_counter(), 0
-
-    def report(result: dict) -> None:
-        nonlocal finished
-        finished += 1
-        results[(result["experiment"], result["seed"])] = result
-        elapsed = time.perf_counter() - started
-        left = elapsed / finished * (len(todo) - finished)
-        summary = (f"test acc {result['test_acc']:.3f}  gap {result['gap']:+.3f}" if result["status"] == "ok"
-                   else f"{result['status'].upper()}: {result['reason']}")
-        echo(f"[{finished:>3}/{len(todo)}] {result['experiment']} seed {result['seed']}: {summary}  "
-             f"({result['wall_s']:.1f} s; study {elapsed / 60:.1f} min, about {left / 60:.1f} min left)")
-
-    previous_handlers = {s: signal.signal(s, runs.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        if jobs == 1:
-            for i, (experiment, seed) in enumerate(todo, 1):
-                label = f"[{i:>3}/{len(todo)}] {experiment} seed {seed}"
-                args = run_args(experiment, seed, vary, runs_dir, extra, seeded[experiment])
-                report(runs.run_one(experiment, seed, vary, args, runs_dir, keys[experiment], label, isolated))
-                if runs.stop_signal is not None:
-                    break
-        else:
-            _run_parallel(todo, jobs, vary, runs_dir, extra, keys, seeded, report)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for s, handler in previous_handlers.items():
-            signal.signal(s, handler)
-    batches = {r.get("effective_batch") for r in results.values() if r["status"] == "ok"}
-    if len(batches) > 1:  # a process count or a batch setting differs: steps are not comparable
-        by = {e: sorted({r.get("effective_batch") for (x, _), r in results.items() if x == e and r["status"] == "ok"},
-                        key=str) for e in experiments}
-        echo("note: the runs of this study used different effective batches (per-process batch x processes x "
-             f"accumulation): {'; '.join(f'{e} {v}' for e, v in by.items() if v)}; data.batch_size_total keeps one")
-    ordered = [results[p] for p in pairs if p in results and p[1] in seeds]
-    rows = summarize(ordered, experiments)
-    title = f"make compare: {name}, {len(seeds)} seeds (vary {vary}), data set {', '.join(datasets)}"
-    replicated = [results[p] for p in pairs if p in results and p[1] in second]
-    write_tables(rows, out_dir, seeds, vary, summarize(replicated, experiments) if second else None, second)
-    write_report(rows, ordered, out_dir, title)
-    written = ["results.csv", "results.md", "report.png"] + (["results_replicate.csv", "conclusions.md"] if second else [])
-    if sweep:
-        write_curve(sweep, rows, ordered, out_dir, title)
-        written += ["curve.md", "curve.png"]
-    means = write_study_views(out_dir, ordered + replicated)
-    echo(f"\n{(out_dir / 'results.md').read_text()}" + (f"\n{(out_dir / 'curve.md').read_text()}" if sweep else "")
-         + f"\nwritten to {out_dir}/ ({', '.join(written)}); every run: tensorboard --logdir {runs_dir}; "
-         f"one chart per experiment: tensorboard --logdir {means}")
-    ordered += replicated
-    if runs.stop_signal is not None:
-        raise StudyInterrupted(f"stopped by signal {runs.stop_signal}; rerun the same command to finish the study")
-    return rows, ordered
-
-
-def _run_parallel(todo, jobs, vary, runs_dir, extra, keys, seeded, report) -> None:
-    threads = max(1, default_jobs() // jobs)
-    executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=runs.worker_init,
-                                   initargs=(threads,))
-    try:
-        pending = {executor.submit(runs.run_one, e, s, vary, run_args(e, s, vary, runs_dir, extra, seeded[e]),
-                                   runs_dir, keys[e], f"[{i:>3}/{len(todo)}] {e} seed {s}") for i, (e, s) in enumerate(todo, 1)}
-        while pending:
-            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
-            for future in done:
-                report(future.result())
-    except KeyboardInterrupt:
-        for process in list(executor._processes.values()):  # each records its run as interrupted
-            process.terminate()
-        raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+def command_line(args) -> str:
+    """The command that regenerates a decided study, as conclusions.json records it."""
+    flags = [f"--seeds {args.seeds}"]
+    if args.until_decided:
+        flags = ["--until-decided", *flags, f"--max-seeds {args.max_seeds}", f"--margin {args.margin:g}"]
+    flags += [f"--{k} {v}" for k, v in (("round", args.round), ("claims", args.claims), ("experiments", args.experiments),
+                                         ("dataset", args.dataset)) if v is not None]
+    return " ".join(["python -m project.lab", *flags, *(["--", *args.extra] if args.extra else [])])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m project.lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", default=None,
                         help=f"comma-separated names from configs/experiment/ (default: {','.join(TECHNIQUES)})")
-    parser.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default: 0,1,2,3,4)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2,3,4; with "
+                        "--until-decided the first round, default 0,1,2)")
     parser.add_argument("--vary", default="both", choices=VARY,
                         help="what a seed changes: both (default), data (split, subset, augmentation) or init")
     parser.add_argument("--jobs", type=int, default=default_jobs(),
@@ -305,9 +288,36 @@ def main(argv: list[str] | None = None) -> None:
                         help="also run as many further seeds (disjoint) and report which marks replicated")
     parser.add_argument("--sweep", default=None, help="a learning curve: the baseline at each value of one setting, "
                         "e.g. data.train_size=100,200,500,1000,3500 (replaces --experiments)")
+    parser.add_argument("--until-decided", action="store_true",
+                        help="answer the claims of --claims: --seeds first, then rounds of more seeds for the claims "
+                        "still undecided, up to --max-seeds (make compare DECIDE=1)")
+    parser.add_argument("--claims", default=None, help="the claims' YAML file (default: configs/lab/lecture.yaml)")
+    parser.add_argument("--max-seeds", type=int, default=12, help="--until-decided: seeds a claim gets at most (default 12)")
+    parser.add_argument("--round", type=int, default=None,
+                        help="--until-decided: seeds added a look (default: as many as --seeds)")
+    parser.add_argument("--margin", type=float, default=MARGIN,
+                        help=f"--until-decided: no effect means the interval lies inside ±margin (default {MARGIN:g})")
+    parser.add_argument("--storage", default=None, help="a database URL (postgresql://user:password@host/db): this "
+                        "process joins the study of that --name there as one worker; start as many as you like")
+    parser.add_argument("--heartbeat", type=int, default=HEARTBEAT, help="with --storage: seconds between a running "
+                        f"run's heartbeats; a run silent for twice that is queued again (default {HEARTBEAT})")
+    parser.add_argument("--report", action="store_true", help="with --storage: write a shared study's report from the "
+                        "storage alone (make compare-report)")
     parser.add_argument("--output", default="logs/compare")
     parser.add_argument("extra", nargs="*", help="more CLI flags for every run, after --, e.g. -- --trainer.max_epochs=5")
     args = parser.parse_args(argv)
+    if args.report:
+        if args.storage is None:
+            stop(SettingError("--report", "on", "a study's --storage URL as well (make compare-report NAME= STORAGE=)"))
+        try:
+            report_from_storage(args.name, args.storage, args.output)
+        except StorageError as err:
+            stop(err, code=err.code)
+        except SettingError as err:
+            stop(err)
+        return
+    if args.seeds is None:
+        args.seeds = "0,1,2" if args.until_decided else "0,1,2,3,4"
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
@@ -315,11 +325,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.sweep is not None and args.experiments is not None:
         stop(SettingError("--experiments", args.experiments, "either --experiments or --sweep",
                           f"cannot go with --sweep={args.sweep} (a sweep's experiments are its points)"))
-    experiments = [e.strip() for e in (args.experiments if args.experiments is not None else ",".join(TECHNIQUES))
-                   .split(",") if e.strip()]
+    experiments = None if args.experiments is None else [e.strip() for e in args.experiments.split(",") if e.strip()]
     try:
         rows, results = compare(experiments, seeds, args.name, args.dataset, args.trainer_config, args.output,
-                                args.extra, args.vary, args.jobs, replicate=args.replicate, sweep=args.sweep)
+                                args.extra, args.vary, args.jobs, replicate=args.replicate, sweep=args.sweep,
+                                until_decided=args.until_decided, claims=args.claims, max_seeds=args.max_seeds,
+                                round_size=args.round, margin=args.margin, command=command_line(args),
+                                storage=args.storage, heartbeat=args.heartbeat)
+    except StorageError as err:
+        stop(err, code=err.code)
     except SettingError as err:
         stop(err)
     except OSError as err:  # a disk that fills, a folder that became unwritable mid-study

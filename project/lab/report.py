@@ -1,4 +1,5 @@
-"""What a study shows: results.csv, results.md (the table) and report.png (curves and bars)."""
+"""What a study shows: results.csv, results.md (the table) and report.png (curves and bars), and
+everything a study writes from its results (its curve or conclusions too), wherever they came from."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import math
 import warnings
 from pathlib import Path
 
-from project.lab.stats import MARKED, METRICS, replication
+from project.lab.conclusions import write_conclusions
+from project.lab.curve import write_curve
+from project.lab.decide import from_study, progress
+from project.lab.stats import MARKED, METRICS, replication, summarize
+from project.run.hparams import write_study_views
 
 NAMES = {"test_acc": "test accuracy", "gap": "gap"}
 
@@ -16,17 +21,19 @@ def _cell(mean: float, ci: float, digits: int, sign: str = "") -> str:
     return f"{mean:{sign}.{digits}f}" + ("" if math.isnan(ci) else f" ± {ci:.{digits}f}")
 
 
-def table(rows: list[dict], seeds: list[int], vary: str) -> list[str]:
+def table(rows: list[dict], seeds: list[int], vary: str, note: str = "") -> list[str]:
     """The study's table as Markdown lines: each figure's mean ± 95% half-width, and for test
     accuracy and gap the paired difference from the baseline, marked * where it holds after the
     Holm correction."""
     header = ["experiment", *METRICS.values(), "runs"]
     header.insert(header.index("test acc") + 1, "Δ test acc")
     header.insert(header.index("gap (clean train - val)") + 1, "Δ gap")
-    lines = [f"Mean ± 95% confidence half-width over {len(seeds)} seeds ({', '.join(map(str, seeds))}; vary {vary}). "
+    uneven = len({row["runs_ok"] for row in rows}) > 1
+    lines = [f"Mean ± 95% confidence half-width over {'up to ' if uneven else ''}{len(seeds)} seeds "
+             f"({_seeds(seeds)}; vary {vary}{'; each experiment on the seeds in its runs column' if uneven else ''}). "
              "Δ: the experiment minus the baseline on the same seed (same split, subset and initialization "
              "stream), mean ± 95% paired-t half-width; * : different from 0 after a Holm correction over the "
-             f"{2 * max(0, len(rows) - 1)} comparisons of the table (p < 0.05).", "",
+             f"{2 * max(0, len(rows) - 1)} comparisons of the table (p < 0.05).{note}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         if not row["runs_ok"]:
@@ -46,6 +53,17 @@ def table(rows: list[dict], seeds: list[int], vary: str) -> list[str]:
     return lines
 
 
+def write_machines(results: dict, out_dir: Path) -> Path:
+    """runs.csv of a shared study: which machine ran each run, its trial and seconds, where its log
+    folder is (on that machine)."""
+    rows = [{"experiment": e, "seed": s, "status": r["status"], "host": r.get("host", ""), "pid": r.get("pid", ""),
+             "trial": r.get("trial", ""),
+             "wall_s": round(r["wall_s"], 1), "log_folder": f"runs/{e}/seed_{s}"} for (e, s), r in sorted(
+                 results.items(), key=lambda item: (item[0][0], item[0][1]))]
+    _csv(rows, out_dir / "runs.csv")
+    return out_dir / "runs.csv"
+
+
 def _csv(rows: list[dict], path: Path) -> None:
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -54,16 +72,15 @@ def _csv(rows: list[dict], path: Path) -> None:
 
 
 def write_tables(rows: list[dict], out_dir: Path, seeds: list[int], vary: str, second: list[dict] | None = None,
-                 second_seeds: list[int] | None = None) -> None:
-    """results.csv and results.md; with a second seed set, results_replicate.csv, its table, and
-    conclusions.md: what replicated."""
+                 second_seeds: list[int] | None = None, note: str = "") -> None:
+    """results.csv and results.md; with a second seed set, results_replicate.csv, and in results.md
+    its table and what replicated (the lab's verdicts are DECIDE=1's conclusions.md)."""
     _csv(rows, out_dir / "results.csv")
-    lines = table(rows, seeds, vary)
+    lines = table(rows, seeds, vary, note)
     if second is not None:
         _csv(second, out_dir / "results_replicate.csv")
         found = replication(rows, second)
         text = conclusions(found, seeds, second_seeds)
-        (out_dir / "conclusions.md").write_text("\n".join(text) + "\n")
         lines += ["", f"Replication on seeds {', '.join(map(str, second_seeds))}:", "", *table(second, second_seeds, vary),
                   "", *text]
     (out_dir / "results.md").write_text("\n".join(lines) + "\n")
@@ -81,7 +98,8 @@ def _figure(row: dict, metric: str) -> str:
 
 def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[int]) -> list[str]:
     """One line per discovery of the first seed set that replicated on the second, with the figures
-    of both; then the marks that did not replicate, which the lab does not claim."""
+    of both; then the marks that did not replicate: undecided on these seeds (``make compare
+    DECIDE=1`` adds seeds until each comparison is decided)."""
     a, b = _seeds(first_seeds), _seeds(second_seeds)
     carried = sum(f["discovery"] for f in found)
     lines = [f"Replicated: marked on seeds {a} (paired difference from the baseline, Holm over the table), then "
@@ -93,7 +111,8 @@ def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[in
                      f"{_figure(f['second'], f['metric'])} on seeds {b}")
     if not held:
         lines.append("- nothing")
-    lines.append("Not replicated, so not claimed:")
+    lines.append("Not replicated: undecided on these seeds, neither an effect nor its absence (`make compare "
+                 "DECIDE=1` adds seeds until decided):")
     missed = [f for f in found if not f["replicated"]]
     for f in missed:
         why = (f"marked on seeds {a}, not confirmed on seeds {b}" if f["discovery"] else
@@ -218,3 +237,45 @@ def _ragged(curves: list[list[float]]):
         values = np.array([c[epoch] for c in curves if len(c) > epoch])
         mean[epoch], std[epoch] = values.mean(), values.std(ddof=1) if len(values) > 1 else 0.0
     return mean, std
+
+
+def write_study(study: dict, results: dict, out_dir: Path, echo, minutes: float | None) -> tuple[list[dict], list[dict]]:
+    """The study's tables, report, curve or conclusions from its results by (experiment, seed)."""
+    experiments, second, vary, sweep = study["experiments"], study["second"], study["vary"], study["sweep"]
+    seeds = study["seeds"]
+    entries = None
+    if study["plan"] is not None:
+        claims, plan = from_study(study)
+        entries = progress(claims, plan, results)[1]
+        seeds = sorted({s for (_, s) in results} - set(plan.recheck_seeds()))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs = [(e, s) for e in experiments for s in [*seeds, *second]]
+    batches = {r.get("effective_batch") for r in results.values() if r["status"] == "ok"}
+    if len(batches) > 1:  # a process count or a batch setting differs: steps are not comparable
+        by = {e: sorted({r.get("effective_batch") for (x, _), r in results.items() if x == e and r["status"] == "ok"},
+                        key=str) for e in experiments}
+        echo("note: the runs of this study used different effective batches (per-process batch x processes x "
+             f"accumulation): {'; '.join(f'{e} {v}' for e, v in by.items() if v)}; data.batch_size_total keeps one")
+    ordered = [results[p] for p in pairs if p in results and p[1] in seeds]
+    replicated = [results[p] for p in pairs if p in results and p[1] in second]
+    rows = summarize(ordered, experiments)
+    title = f"make compare: {out_dir.name}, {len(seeds)} seeds (vary {vary}), data set {', '.join(study['datasets'])}"
+    note = (" The seeds came from a sequential plan that stopped each claim when decided: the * marks are this table's "
+            "fixed-sample view, the verdicts valid under that stopping are in conclusions.md." if entries is not None else "")
+    write_tables(rows, out_dir, seeds, vary, summarize(replicated, experiments) if second else None, second, note)
+    write_report(rows, ordered, out_dir, title)
+    written = ["results.csv", "results.md", "report.png"] + (["results_replicate.csv"] if second else [])
+    if entries is not None:
+        write_conclusions(entries, plan, out_dir, minutes, study["command"])
+        written += ["conclusions.md", "conclusions.json"]
+    if sweep:
+        write_curve(sweep, rows, ordered, out_dir, title, echo)
+        written += ["curve.md", "curve.png"]
+    if any("host" in r for r in results.values()):
+        written.append(write_machines(results, out_dir).name)
+    means = write_study_views(out_dir, ordered + replicated)
+    shown = (out_dir / "conclusions.md") if entries is not None else (out_dir / "results.md")
+    echo(f"\n{shown.read_text()}" + (f"\n{(out_dir / 'curve.md').read_text()}" if sweep else "")
+         + f"\nwritten to {out_dir}/ ({', '.join(written)}); every run: tensorboard --logdir {out_dir / 'runs'}; "
+         f"one chart per experiment: tensorboard --logdir {means}")
+    return rows, ordered + replicated

@@ -1,5 +1,6 @@
 """One run of a study: an ordinary ``project fit`` in its own log folder, its figures read back
-from its summary.json and its logged curves, and a signal that stops the study recorded."""
+from its summary.json and its logged curves, and a signal that stops the study recorded; and the
+runner that trains a study's runs on this machine, one process per core."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import contextlib
 import json
 import logging
 import math
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
 
 from lightning.pytorch import Callback
@@ -27,10 +31,10 @@ stop_signal: int | None = None
 
 def on_signal(signum, frame) -> None:
     global stop_signal
+    if stop_signal is not None:  # the same signal again (sent to the group and forwarded): the first one stops
+        return
     stop_signal = signum
     raise KeyboardInterrupt  # inside a fit, Lightning saves interrupted.ckpt and exits the run
-
-
 
 
 class StudyProgress(Callback):
@@ -127,3 +131,79 @@ def worker_init(threads: int) -> None:
     quiet_lightning(logging.WARNING)
 
 
+def cached(runs_dir: Path, experiment: str, seed: int, key: str) -> dict | None:
+    """The run's result.json where it finished before with the same configuration key."""
+    done = runs_dir / experiment / f"seed_{seed}" / "result.json"
+    previous = json.loads(done.read_text()) if done.exists() else None
+    return previous if previous and previous["status"] == "ok" and previous.get("config_key") == key else None
+
+
+def runner(runs_dir: Path, args_of, keys: dict, vary: str, jobs: int, echo, isolated: bool = False):
+    """``run(pairs)``: trains the (experiment, seed) pairs not already finished with the same
+    configuration on this machine, ``jobs`` at a time (``args_of(experiment, seed)`` their flags),
+    reports each as it ends, and returns every result of the study so far by pair."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    results: dict = {}
+
+    def run(pairs: list[tuple[str, int]], prefix: str = "") -> dict:
+        todo = []
+        for experiment, seed in pairs:
+            previous = cached(runs_dir, experiment, seed, keys[experiment])
+            if previous:
+                results[(experiment, seed)] = previous
+            elif (experiment, seed) not in results:
+                todo.append((experiment, seed))
+        experiments, seeds = dict.fromkeys(e for e, _ in pairs), dict.fromkeys(s for _, s in pairs)
+        echo(f"{prefix}{len(pairs)} runs ({len(experiments)} experiments x {len(seeds)} seeds, vary {vary}), "
+             f"{len(pairs) - len(todo)} done before with the same configuration, {len(todo)} to run, {jobs} at a time")
+        started, finished = time.perf_counter(), 0
+
+        def report(result: dict) -> None:
+            nonlocal finished
+            finished += 1
+            results[(result["experiment"], result["seed"])] = result
+            elapsed = time.perf_counter() - started
+            left = elapsed / finished * (len(todo) - finished)
+            summary = (f"test acc {result['test_acc']:.3f}  gap {result['gap']:+.3f}" if result["status"] == "ok"
+                       else f"{result['status'].upper()}: {result['reason']}")
+            echo(f"[{finished:>3}/{len(todo)}] {result['experiment']} seed {result['seed']}: {summary}  "
+                 f"({result['wall_s']:.1f} s; {elapsed / 60:.1f} min, about {left / 60:.1f} min left)")
+
+        previous_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if jobs == 1:
+                for i, (experiment, seed) in enumerate(todo, 1):
+                    label = f"[{i:>3}/{len(todo)}] {experiment} seed {seed}"
+                    report(run_one(experiment, seed, vary, args_of(experiment, seed), runs_dir, keys[experiment], label,
+                                   isolated))
+                    if stop_signal is not None:
+                        break
+            else:
+                _run_parallel(todo, jobs, vary, runs_dir, args_of, keys, report)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for s, handler in previous_handlers.items():
+                signal.signal(s, handler)
+        return dict(results)
+
+    return run
+
+
+def _run_parallel(todo, jobs, vary, runs_dir, args_of, keys, report) -> None:
+    threads = max(1, len(os.sched_getaffinity(0)) // jobs if hasattr(os, "sched_getaffinity") else 1)
+    executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=worker_init,
+                                   initargs=(threads,))
+    try:
+        pending = {executor.submit(run_one, e, s, vary, args_of(e, s),
+                                   runs_dir, keys[e], f"[{i:>3}/{len(todo)}] {e} seed {s}") for i, (e, s) in enumerate(todo, 1)}
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                report(future.result())
+    except KeyboardInterrupt:
+        for process in list(executor._processes.values()):  # each records its run as interrupted
+            process.terminate()
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
