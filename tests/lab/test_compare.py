@@ -16,7 +16,7 @@ from project.lab.stats import METRICS
 from tests.test_bad_inputs import assert_one_line
 
 TINY = ["--trainer.max_epochs=2", "--data.train_size=100", "--model.net.init_args.widths=[8,16]",
-        "--model.net.init_args.hidden=16"]
+        "--model.net.init_args.hidden=16", "--data.dataset=digits"]  # 8x8 digits: read in a blink
 
 
 @pytest.fixture
@@ -320,6 +320,7 @@ def test_each_experiment_changes_only_its_technique(capsys):
         assert not stray, f"{name} also changes {stray}"
 
 
+@pytest.mark.slow  # 17 real runs, 30 s; make test-all (make test keeps tests/lab/test_decide.py's study on fake runs)
 def test_until_decided_answers_claims_with_real_runs_and_stops_paying_for_decided_ones(tmp_path, experiments):
     """Two claims on real tiny runs: an L1 penalty makes exact zeros (decided on the first round), dropout's
     test accuracy (undecided: every look); the decided claim's experiment runs no more seeds but the recheck's."""
@@ -328,7 +329,8 @@ def test_until_decided_answers_claims_with_real_runs_and_stops_paying_for_decide
                       "  - {claim: L1 zeros, experiment: penalty.l1=0.01, metric: zero_fraction, expect: higher}\n"
                       "  - {claim: dropout, experiment: dropout, metric: test_acc, expect: higher}\n")
     lines = []
-    lab.compare(None, [0, 1, 2], name="decide", output=str(tmp_path / "out"), extra=[*TINY, "--penalty.l1_mode=proximal"],
+    lab.compare(None, [0, 1, 2], name="decide", output=str(tmp_path / "out"),
+                extra=[*TINY, "--trainer.max_epochs=1", "--penalty.l1_mode=proximal"],
                 echo=lines.append, until_decided=True, claims=str(claims), max_seeds=4, round_size=1, jobs=1)
     out = tmp_path / "out" / "decide"
     document = json.loads((out / "conclusions.json").read_text())

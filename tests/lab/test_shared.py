@@ -30,7 +30,7 @@ from postgres import free_port  # noqa: E402
 server = postgres.server  # one PostgreSQL server for the module's tests
 
 TINY = ["--trainer.max_epochs=2", "--data.train_size=100", "--model.net.init_args.widths=[8,16]",
-        "--model.net.init_args.hidden=16"]
+        "--model.net.init_args.hidden=16", "--data.dataset=digits"]
 DEFINITION = {"experiments": ["baseline"], "seeds": [0, 1], "second": [], "vary": "both", "sweep": None,
               "keys": {"baseline": "k"}, "datasets": ["mnist5k"], "claims": None, "plan": None, "command": "c"}
 

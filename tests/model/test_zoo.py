@@ -127,8 +127,9 @@ def test_through_the_command_line_with_sockets_refused(tmp_path):
         "socket.socket.connect = refuse\nsocket.socket.connect_ex = refuse\n")
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}
     run = subprocess.run([sys.executable, "-m", "project", "fit", "--model.net=timm.models.resnet18",
-                          "--trainer.max_epochs=1", "--data.train_size=200", "--trainer.logger=false",
-                          "--trainer.enable_checkpointing=false"], capture_output=True, text=True, cwd=tmp_path,
+                          "--trainer.max_epochs=1", "--data.train_size=64", "--trainer.logger=false",
+                          "--trainer.enable_checkpointing=false", "--trainer.limit_val_batches=1",
+                          "--trainer.limit_test_batches=1"], capture_output=True, text=True, cwd=tmp_path,
                          env=env, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "test accuracy" in run.stdout

@@ -364,8 +364,9 @@ PHASED = ["fit", "--trainer.max_epochs=2", "--data.train_size=300", "--data.batc
           "--trainer.deterministic=true", "--data.class_path=phases.SlowData", "--trainer.callbacks+=phases.Pause", *QUICK]
 
 
-@pytest.mark.parametrize("phase, signum", [("startup", signal.SIGTERM), ("loading", signal.SIGTERM),
-                                           ("loading", signal.SIGINT)])
+@pytest.mark.parametrize("phase, signum", [pytest.param("startup", signal.SIGTERM, marks=pytest.mark.slow),
+                                           ("loading", signal.SIGTERM),  # make test keeps a scheduler's stop
+                                           pytest.param("loading", signal.SIGINT, marks=pytest.mark.slow)])
 def test_a_stop_before_training_says_so_and_leaves_no_folder(tmp_path, phase, signum):
     code, _, err = paused_run(tmp_path, phase, signum)
     assert code == 128 + signum
