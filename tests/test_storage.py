@@ -63,6 +63,7 @@ def states(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name=name, storage=url).get_trials()
 
 
+@pytest.mark.slow  # 35 s; make test-all (make test keeps tests/lab/test_shared.py's two workers on this server)
 def test_two_workers_share_one_postgres_study_without_repeating_a_trial(tmp_path, server):
     space = write_space(tmp_path, params=CONTINUOUS)
     url = server.url()
