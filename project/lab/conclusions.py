@@ -25,6 +25,10 @@ def _interval(entry: dict) -> str:
     return f"{entry['estimate']:+.3f} [{entry['low']:+.3f}, {entry['high']:+.3f}]"
 
 
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _number(value: float):
     return None if isinstance(value, float) and math.isnan(value) else value
 
@@ -62,9 +66,9 @@ def write_conclusions(entries: list[dict], plan: Plan, out_dir: Path, minutes: f
         f"lies inside ±{plan.margin:g}, the margin), **undecided** (neither; with the smallest difference those "
         "seeds would see with 80% power).", "",
         f"Seeds until decided: seeds {first} for every claim, then {plan.round} more a look for the claims still "
-        f"undecided, at most {plan.max_seeds} ({plan.looks} looks). Each interval is a paired-t interval at "
-        f"1 - {plan.alpha:g}/({claims} x {plan.looks}): Bonferroni over the page's {claims} claims and the plan's "
-        f"{plan.looks} looks, so every interval on the page holds together with {1 - plan.alpha:.0%} confidence "
+        f"undecided, at most {plan.max_seeds} ({_n(plan.looks, 'look')}). Each interval is a paired-t interval at "
+        f"1 - {plan.alpha:g}/({claims} x {plan.looks}): Bonferroni over the page's {_n(claims, 'claim')} and the "
+        f"plan's {_n(plan.looks, 'look')}, so every interval on the page holds together with {1 - plan.alpha:.0%} confidence "
         "however early each comparison stopped: at most a 5% chance of any false effect or false no effect here.",
         "",
         f"Recheck: each decided claim again on the disjoint seeds {again}, its own 95% interval (a confirmation of "
@@ -80,7 +84,7 @@ def write_conclusions(entries: list[dict], plan: Plan, out_dir: Path, minutes: f
                      f"{e['verdict']} | {_interval(e)} | {len(e['seeds'])} | {again_cell} |")
     counts = {v: sum(e["verdict"] == v for e in entries) for v in ("effect", "no effect", "undecided")}
     held = sum(e["recheck"]["held"] == "held" for e in rechecked)
-    lines += ["", f"{counts['effect']} effects, {counts['no effect']} no effect, {counts['undecided']} undecided; "
+    lines += ["", f"{_n(counts['effect'], 'effect')}, {counts['no effect']} no effect, {counts['undecided']} undecided; "
               f"{held} of {len(rechecked)} decided claims held on seeds {again}.",
               f"Runs: the sequential plan used {used['sequential']} ({used['recheck']} of them the recheck); a fixed "
               f"plan with the same power (every experiment on all {plan.max_seeds} seeds, and the same recheck) needs "
