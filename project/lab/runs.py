@@ -122,6 +122,12 @@ def _figures(run_dir: Path) -> dict:
 
 
 
+def threads_per_job(jobs: int) -> int:
+    """Each of ``jobs`` processes on this machine gets its share of the cores, one thread at least."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // jobs)
+
+
 def worker_init(threads: int) -> None:
     import torch
 
@@ -191,7 +197,7 @@ def runner(runs_dir: Path, args_of, keys: dict, vary: str, jobs: int, echo, isol
 
 
 def _run_parallel(todo, jobs, vary, runs_dir, args_of, keys, report) -> None:
-    threads = max(1, len(os.sched_getaffinity(0)) // jobs if hasattr(os, "sched_getaffinity") else 1)
+    threads = threads_per_job(jobs)
     executor = ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=worker_init,
                                    initargs=(threads,))
     try:

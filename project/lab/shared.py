@@ -263,7 +263,7 @@ def run_workers(study: dict, name: str, url: str, out_dir: Path, args_of, echo, 
     try:
         if jobs == 1:
             return worker(study, name, url, out_dir, args_of, isolated, heartbeat, echo)
-        threads = max(1, len(os.sched_getaffinity(0)) // jobs if hasattr(os, "sched_getaffinity") else 1)
+        threads = runs.threads_per_job(jobs)
         context = get_context("spawn")
         processes = [context.Process(target=_child, args=(study, name, url, out_dir, args_of, isolated, heartbeat,
                                                           threads)) for _ in range(jobs)]
