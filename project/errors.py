@@ -46,7 +46,8 @@ def shown(value: Any) -> str:
     """A value as the user typed it: lists as lists, strings without quotes."""
     if isinstance(value, tuple):
         value = list(value)
-    return "''" if value == "" else str(value)
+    text = "''" if value == "" else str(value)
+    return text if len(text) <= 200 else f"{text[:60]}...({len(text):,} characters)"
 
 
 def fail(setting: str, value: Any, allowed: str, why: str = "") -> NoReturn:
@@ -116,7 +117,10 @@ CLASS_KEYS = {"model.net": "ConvNet, MLP, Timm, TorchVision, or the class path o
               "model.scheduler": "a scheduler class: StepLR, CosineAnnealingLR, OneCycleLR ... or a "
                                  "torch.optim.lr_scheduler class path",
               "early_stopping": "EarlyStopping or a class path of a subclass of it",
-              "trainer.logger": "a logger class such as TensorBoardLogger, true or false"}
+              "trainer.logger": "a logger class such as TensorBoardLogger, true or false",
+              "data": "ImageDataModule, or the class path of an importable LightningDataModule that sets num_classes "
+                      "and input_shape"}
+_BASES = {"model.net": "an nn.Module class", "data": "a LightningDataModule class"}
 
 
 def _allowed_from(text: str) -> str:
@@ -147,6 +151,20 @@ def init_settings(class_path: str) -> list[str]:
                 if p not in ("self", "args", "kwargs", "input_shape", "num_classes")]
     except (ImportError, AttributeError, ValueError, TypeError):
         return []
+
+
+def what_it_is(path: str) -> str:
+    """``a function``, ``a class (Dataset)``, ``an int``: what an import path names."""
+    module, _, name = path.rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except Exception:
+        return "not importable"
+    if inspect.isclass(found):
+        return "a class"
+    if inspect.isfunction(found) or inspect.isbuiltin(found):
+        return "a function"
+    return f"a{'n' if type(found).__name__[0] in 'aeiou' else ''} {type(found).__name__}"
 
 
 def import_problem(class_path: str) -> str:
@@ -198,7 +216,7 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
     last = text.rfind(f'Parser key "{keys[-1]}"') if keys else 0
     tail = text[last:]
     required = re.search(r"the following arguments are required: ([\w, ]+?)(?: - |$|\.)", tail)
-    owner = re.search(r"class_path='([\w.]+)'", tail)
+    owner = re.search(r"class_path='([\w.]+)'", tail) or re.search(r"given class_path '([\w.]+)'", tail)
     if required:
         names = [n.strip() for n in required.group(1).split(",")]
         owner_name = f" by {_short(owner.group(1))}" if owner else ""
@@ -229,12 +247,17 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
     if inner and "Parser key" not in inner.group(1):
         why = f" ({inner.group(1)})"
     allowed = _allowed_from(tail)
-    if key in CLASS_KEYS and value and "." in value and not why:
-        why = import_problem(value.strip("'\""))
+    if key in CLASS_KEYS and value and "." in value and (not why or "has no attribute" in why):
+        why = import_problem(value.strip("'\"")) or why
+    if key in _BASES and value and "." in value and not why:
+        kind = what_it_is(value)
+        why = f" ({value} is {kind}, not {_BASES[key]})" if kind != "not importable" else ""
+        if kind == "a function":
+            why = f" ({value} is a function: name the class it builds, whose settings are then flags)"
     if key in CLASS_KEYS:
         allowed = allowed.replace(_CLASS_WORDS, CLASS_KEYS[key]) if _CLASS_WORDS in allowed else CLASS_KEYS[key]
         if value and "." not in value:
             allowed = f"{allowed} ('{value}' is no such class)"
     else:  # a number typed Union[float, Tensor] also "expects" an import path: not what a user means
         allowed = allowed.replace(f" or {_CLASS_WORDS}", "").replace(_CLASS_WORDS, "see --help")
-    return f"{key}={value if value is not None else '?'} is not valid{why}; allowed: {allowed}"
+    return f"{key}={shown(value) if value is not None else '?'} is not valid{why}; allowed: {allowed}"

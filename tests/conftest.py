@@ -37,6 +37,14 @@ def fresh_process_state(monkeypatch):
 
 
 @pytest.fixture
+def in_tmp_path(tmp_path, monkeypatch):
+    """The test runs in its own tmp_path: the logs/ and data/ a command makes, and the files the
+    test writes, land there."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
 def digits() -> ImageDataModule:
     return ImageDataModule(dataset="digits", batch_size=32, augment=[])
 

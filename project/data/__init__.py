@@ -2,6 +2,7 @@
 normalization, batched augmentation and streaming, gathered in ``ImageDataModule``.
 
     datasets.py    the registry of data sets: loaders, file checks, shape and classes
+    folders.py     the user's image folder: listed, every file decoded and checked, bad files named or skipped
     splits.py      the stratified split and the normalization statistics, summed a chunk at a time
     augment.py     batched augmentation with a random draw per sample
     stream.py      data.stream: LitData chunks (project prepare), the cache, resumable loaders

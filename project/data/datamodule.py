@@ -72,6 +72,7 @@ class ImageDataModule(LightningDataModule):
         fake_classes: int = 10,
         image_size: tuple[int, int] | None = None,
         channels: Literal[1, 3] | None = None,
+        skip_bad_files: bool = False,
         stream: bool = False,
         stream_dir: str = "data/stream",
     ):
@@ -112,6 +113,8 @@ class ImageDataModule(LightningDataModule):
             image_size: [height, width] the images of an image_folder are resized to; null: the size
                 of its first training image.
             channels: 1 (gray) or 3 (RGB) for an image_folder; null: as its first training image.
+            skip_bad_files: an image_folder's files that do not decode or are cut short are left
+                out with a note that counts and names them; false: the first one stops the run.
             stream: convert the data set once into LitData chunks (project prepare) and stream every
                 split from them: memory no longer grows with the data set, worker processes decode,
                 and a run resumes mid-epoch (project/data/stream.py).
@@ -196,15 +199,16 @@ class ImageDataModule(LightningDataModule):
             return
         hp = self.hparams
         if hp.stream:  # the chunks' splits and statistics, converted first if need be
-            from project.data.stream import open_splits
+            from project.data.stream import note_of, open_splits
 
             self.stream_folder, self.stream_converted, splits, (self.mean, self.std) = open_splits(
                 self.info, hp, self.input_shape, getattr(self, "verbose", False))
             self.train_set, self.val_set, self.test_set, self.train_clean_set = splits
+            self.notes = note_of(self.stream_folder)
             self._loaded = True
             return
         splits = self.info.load(hp)
-        self.notes = [splits.note] if splits.note else []
+        self.notes = splits.note.splitlines()
         images, labels = splits.train
         if tuple(images.shape[1:]) != self.input_shape:
             raise DataError("data.dataset", hp.dataset, f"images of shape {self.input_shape}",

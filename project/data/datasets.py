@@ -14,7 +14,6 @@ import gzip
 import importlib.util
 import math
 import warnings
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from project.data.folders import folder_classes, folder_files, folder_shape, read_folder
 from project.errors import DataError
 
 Pair = tuple[torch.Tensor, torch.Tensor]
 # The settings only some data sets read (DatasetInfo.reads); given with another set, they are refused.
-DATASET_SETTINGS = ("data_dir", "image_size", "channels", "fake_size", "fake_shape", "fake_classes")
+DATASET_SETTINGS = ("data_dir", "image_size", "channels", "skip_bad_files", "fake_size", "fake_shape", "fake_classes")
 DIGIT_NAMES = tuple(str(i) for i in range(10))
 
 
@@ -198,132 +198,9 @@ def _as_uint8(images) -> torch.Tensor:
 
 # --- the user's own images: DIR/train/<class>/*, and DIR/val/, DIR/test/ where present ---------------
 
-SPLIT_FOLDERS = ("train", "val", "test")
-
-
-def _folder_error(root: Path, why: str, allowed: str = "a folder holding train/<class>/<images> (and val/, test/ "
-                  "alike where wanted)") -> DataError:
-    return DataError("data.data_dir", root, allowed, why)
-
-
-def _class_folders(folder: Path) -> list[str]:
-    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
-
-
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
-def folder_classes(root: Path) -> tuple[str, ...]:
-    """The class names, the sorted sub-folders of DIR/train, with the layout checked by listing alone:
-    train/ exists, holds two classes or more, none empty; val/ and test/ hold no class train/ lacks."""
-    root = Path(root)
-    train = root / "train"
-    try:
-        if not train.is_dir():
-            raise _folder_error(root, "has no train/ folder" if root.is_dir() else "is no folder")
-        classes = _class_folders(train)
-        if len(classes) < 2:
-            raise _folder_error(root, f"has {len(classes)} class folder{'s' if len(classes) != 1 else ''} in train/ "
-                                f"({', '.join(classes) or 'none'})", "at least two class folders in train/")
-        for name in classes:
-            if not _image_files(train / name):
-                raise _folder_error(root, f"has an empty class folder train/{name}/", "image files in every class folder")
-        for split in SPLIT_FOLDERS[1:]:
-            if (root / split).is_dir():
-                unknown = sorted(set(_class_folders(root / split)) - set(classes))
-                if unknown:
-                    raise _folder_error(root, f"has classes in {split}/ that train/ lacks: {', '.join(unknown)}",
-                                        f"{split}/ class folders named as in train/ ({', '.join(classes)})")
-    except PermissionError as err:
-        raise _folder_error(root, f"cannot be read ({err.strerror}: {err.filename})", "a folder this user can read") \
-            from None
-    return tuple(classes)
-
-
-def _truncated(path: Path) -> str | None:
-    """Why a PNG or JPEG file is cut short, read from its first and last bytes alone: libpng and
-    libjpeg decode such a file without a word, its missing rows filled in."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        f.seek(max(0, path.stat().st_size - 12))
-        tail = f.read()
-    if head.startswith(b"\x89PNG") and not tail.endswith(b"IEND\xaeB`\x82"):
-        return "is truncated (no IEND chunk at its end)"
-    if head.startswith(b"\xff\xd8") and not tail.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        return "is truncated (no end-of-image marker)"
-    return None
-
-
-def _decode(path: Path, channels: int | None):
-    """One image as a (C, H, W) uint8 tensor, as gray or RGB; a file that does not decode, or is cut
-    short, is named."""
-    from torchvision.io import ImageReadMode, decode_image
-
-    mode = {1: ImageReadMode.GRAY, 3: ImageReadMode.RGB}.get(channels, ImageReadMode.UNCHANGED)
-    allowed = "image files that torchvision.io.decode_image reads (PNG, JPEG, GIF, WEBP), whole"
-    try:
-        cut = _truncated(path)
-        image = None if cut else decode_image(str(path), mode=mode)
-    except (RuntimeError, ValueError, OSError) as err:
-        cut = f"does not decode ({' '.join(str(err).split())[:120]})"
-    if cut:
-        raise DataError("data.data_dir", path.parents[2], allowed, f"holds {path.relative_to(path.parents[2])}, which {cut}")
-    if channels is None:  # what the first image has: gray stays gray, anything else is RGB
-        image = image[:1] if image.shape[0] <= 2 else image[:3]
-    return image
-
-
-def folder_shape(settings) -> tuple[int, int, int]:
-    """(C, H, W): data.channels and data.image_size where given, else the first training image's
-    (only that one is decoded)."""
-    root = Path(settings["data_dir"])
-    classes = folder_classes(root)
-    first = _decode(_image_files(root / "train" / classes[0])[0], settings.get("channels"))
-    channels = settings.get("channels") or first.shape[0]
-    height, width = settings.get("image_size") or first.shape[1:]
-    return int(channels), int(height), int(width)
-
-
-def folder_files(settings) -> dict[str, tuple[list[str], list[int]]]:
-    """Each split folder's image files and their labels, by listing alone (nothing is decoded)."""
-    root = Path(settings["data_dir"])
-    classes = folder_classes(root)
-    files = {}
-    for split in SPLIT_FOLDERS:
-        paths, labels = [], []
-        for label, name in enumerate(classes):
-            found = _image_files(root / split / name) if (root / split / name).is_dir() else []
-            paths += [str(p) for p in found]
-            labels += [label] * len(found)
-        if paths:
-            files[split] = (paths, labels)
-    return files
-
-
-def read_image_file(path: str, shape: tuple[int, int, int], sizes: Counter | None = None) -> torch.Tensor:
-    """One image file as a (C, H, W) uint8 tensor of this shape: gray or RGB, resized (its own
-    size counted in ``sizes`` where given)."""
-    from torchvision.transforms.v2.functional import resize
-
-    image = _decode(Path(path), shape[0])
-    if sizes is not None:
-        sizes[tuple(image.shape[1:])] += 1
-    return image if tuple(image.shape[1:]) == shape[1:] else resize(image, list(shape[1:]), antialias=True)
-
-
 def _load_image_folder(settings) -> Splits:
-    """Every image decoded, as gray or RGB, resized to the input shape: a uint8 tensor per split."""
-    shape, sizes = folder_shape(settings), Counter()
-    splits = {split: (torch.stack([read_image_file(p, shape, sizes) for p in paths]), torch.tensor(labels, dtype=torch.long))
-              for split, (paths, labels) in folder_files(settings).items()}
-    other = {size: n for size, n in sizes.items() if size != shape[1:]}
-    note = ""
-    if other:
-        listed = ", ".join(f"{n} of {h}x{w}" for (h, w), n in sorted(other.items(), key=lambda item: -item[1])[:5])
-        why = "data.image_size" if settings.get("image_size") else "the first training image's size; data.image_size sets another"
-        note = (f"note: data.data_dir={settings['data_dir']}: {sum(other.values())} of {sum(sizes.values())} images are "
-                f"resized to {shape[1]}x{shape[2]} ({why}): {listed}")
+    """Every image decoded, as gray or RGB, resized to the input shape (project/data/folders.py)."""
+    splits, note = read_folder(settings)
     return Splits(splits["train"], splits.get("val"), splits.get("test"), note)
 
 
@@ -368,7 +245,7 @@ DATASETS: dict[str, DatasetInfo] = {
         ("data_dir",)),
     # The user's own images: DIR/train/<class>/*, and DIR/val/<class>/*, DIR/test/<class>/* where present.
     "image_folder": DatasetInfo(_load_image_folder, folder_shape, lambda settings: folder_classes(settings["data_dir"]),
-                                ("data_dir", "image_size", "channels"), folder_files),
+                                ("data_dir", "image_size", "channels", "skip_bad_files"), folder_files),
     "fake": DatasetInfo(_load_fake, lambda settings: tuple(settings["fake_shape"]),
                         lambda settings: tuple(str(i) for i in range(settings["fake_classes"])),
                         ("fake_size", "fake_shape", "fake_classes")),

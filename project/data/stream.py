@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from litdata import StreamingDataLoader, StreamingDataset, optimize
 
-from project.data.datasets import DATASET_SETTINGS, read_image_file
+from project.data.datasets import DATASET_SETTINGS
+from project.data.folders import check_classes_left, checked_files, read_image_file, skipped_note
 from project.data.splits import RunningStats, chunk_images, split_plan
 from project.errors import DataError, SettingError
 
@@ -45,7 +46,7 @@ FORMAT = 2  # bump when the chunks' layout changes: every cache is then rebuilt
 SPLITS = ("train", "val", "test", "train_clean")
 # The settings that change what the chunks hold.
 KEY_SETTINGS = ("dataset", "data_dir", "val_fraction", "test_fraction", "train_size", "clean_train_size", "seed",
-                "fake_size", "fake_shape", "fake_classes", "image_size", "channels")
+                "fake_size", "fake_shape", "fake_classes", "image_size", "channels", "skip_bad_files")
 
 
 def _source_fingerprint(info, settings) -> list:
@@ -55,7 +56,7 @@ def _source_fingerprint(info, settings) -> list:
     listing = []
     for split, (paths, labels) in sorted(info.files(settings).items()):
         for path, label in zip(paths, labels):
-            stat = Path(path).stat()
+            stat = Path(path).stat() if Path(path).exists() else Path(path).lstat()  # a broken link: named later
             listing.append((split, path, label, stat.st_size, stat.st_mtime_ns))
     return listing
 
@@ -79,12 +80,18 @@ def _read_file(item, shape):
     return read_image_file(path, shape), label
 
 
-def _plan(info, settings, shape) -> tuple[dict, object]:
+def _plan(info, settings, shape) -> tuple[dict, object, str]:
     """Each split's items (index or file, label) and the function that reads one, split as the
-    in-memory path splits (the same indices for the same settings)."""
-    if info.files is not None:
+    in-memory path splits (the same indices for the same settings); and the note of the files left
+    out (data.skip_bad_files)."""
+    skipped: list = []
+    if info.files is not None:  # every file decoded once first: a bad one is one line (or left out) before any chunk
+        listed = info.files(settings)
+        files, skipped, _ = checked_files(listed, shape[0], bool(settings.get("skip_bad_files")))
+        if skipped:
+            check_classes_left(settings["data_dir"], files)
         sources = {split: (np.array(paths, dtype=object), np.array(labels)) for split, (paths, labels)
-                   in info.files(settings).items()}
+                   in files.items() if paths}
         read = functools.partial(_read_file, shape=shape)
     else:
         splits = info.load(settings)
@@ -109,7 +116,8 @@ def _plan(info, settings, shape) -> tuple[dict, object]:
     # each chunk, so a source sorted by class (an image folder) would otherwise give one-class batches.
     order = np.random.default_rng(settings["seed"]).permutation(len(train_idx))
     plan["train"] = (plan["train"][0][order], plan["train"][1][order])
-    return plan, read
+    return plan, read, skipped_note(settings.get("data_dir"), skipped, sum(len(p) for p, _ in listed.values())) \
+        if skipped else ""
 
 
 def prepare(info, settings, shape, verbose: bool = False) -> tuple[Path, bool]:
@@ -119,6 +127,7 @@ def prepare(info, settings, shape, verbose: bool = False) -> tuple[Path, bool]:
     folder = cache_folder(info, settings)
     if (folder / "meta.json").is_file():
         return folder, False
+    planned = _plan(info, settings, shape) if info.files is not None else None  # every file checked before any folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     # Processes started together (torchrun's ranks) convert once: the first holds the lock, the
     # others wait for it and find the chunks.
@@ -129,19 +138,19 @@ def prepare(info, settings, shape, verbose: bool = False) -> tuple[Path, bool]:
             return folder, False
         numpy_state, python_state = np.random.get_state(), random.getstate()
         with torch.random.fork_rng(devices=[]):
-            _convert(folder, info, settings, shape, verbose)
+            _convert(folder, info, settings, shape, verbose, planned)
         np.random.set_state(numpy_state)
         random.setstate(python_state)
         lock_path.unlink()  # a process still waiting on it finds meta.json
     return folder, True
 
 
-def _convert(folder: Path, info, settings, shape, verbose: bool) -> None:
+def _convert(folder: Path, info, settings, shape, verbose: bool, planned=None) -> None:
     if folder.exists():  # a conversion that was stopped: start it again
         shutil.rmtree(folder)
+    plan, read, note = planned or _plan(info, settings, shape)
     print(f"converting data set {settings['dataset']} into streaming chunks in {folder} (once; `project prepare` "
           "does it alone)", file=sys.stderr, flush=True)
-    plan, read = _plan(info, settings, shape)
     workers = max(1, min(settings["num_workers"] or 1, len(plan["train"][1]) // 256 or 1))
     for split, (items, labels) in plan.items():
         # At least 16 chunks a split (of 64 images or more, 64 MB at most): LitData shards a split
@@ -154,7 +163,7 @@ def _convert(folder: Path, info, settings, shape, verbose: bool) -> None:
     stats = RunningStats(shape[0])
     for images, _ in open_loader(folder, "train", batch_size=chunk_images(shape), shuffle=False):
         stats.add(images)
-    meta = {"format": FORMAT, "shape": list(shape), "counts": {s: len(plan[s][1]) for s in plan},
+    meta = {"format": FORMAT, "shape": list(shape), "counts": {s: len(plan[s][1]) for s in plan}, "note": note,
             "sums": {"n": stats.n, "sum": stats.sum.tolist(), "sq": stats.sq.tolist(), "low": stats.low.tolist(),
                      "high": stats.high.tolist()}}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))
@@ -162,18 +171,35 @@ def _convert(folder: Path, info, settings, shape, verbose: bool) -> None:
 
 def open_splits(info, settings, shape, verbose: bool = False):
     """The chunks' folder, whether this process converted them, the train, val, test and
-    clean-train splits (None where off) and the normalization statistics; the chunks are converted first if need be, and checked whole."""
+    clean-train splits (None where off) and the normalization statistics; the chunks are converted
+    first if need be, and checked whole. A cache folder this user cannot read or write, a split
+    that is not a folder of chunks, or a damaged meta.json is one line, before any log folder."""
+    rebuild = "chunks written by project prepare (remove the folder and run again to rebuild it)"
     try:
         folder, converted = prepare(info, settings, shape, verbose)
+        try:
+            counts = json.loads((folder / "meta.json").read_text())["counts"]
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataError("data.stream_dir", folder, rebuild, f"has a damaged meta.json ({type(err).__name__})") from None
+        for split in counts:
+            if not (folder / split).is_dir():
+                raise DataError("data.stream_dir", folder, rebuild, f"has a {split}/ that is not a folder of chunks")
+            check_chunks(folder, split)
+        splits = [StreamedSplit(folder, s) if s in counts else None for s in SPLITS]
+        return folder, converted, splits, stats_of(folder, settings["normalize"])
     except DataError:
         raise
     except SettingError as err:  # a setting that does not fit this data set's size
         raise DataError(err.setting, err.value, err.allowed, f"{err.why} of data set {settings['dataset']}") from None
-    for split in SPLITS:
-        if (folder / split).is_dir():
-            check_chunks(folder, split)
-    splits = [StreamedSplit(folder, s) if (folder / s).is_dir() else None for s in SPLITS]
-    return folder, converted, splits, stats_of(folder, settings["normalize"])
+    except OSError as err:  # read-only, unreadable, a file in the way, a full disk
+        raise DataError("data.stream_dir", settings["stream_dir"], "a folder this user can read and write (made "
+                        "if missing)", f"cannot be used ({err.strerror or type(err).__name__}: {err.filename})") from None
+
+
+def note_of(folder: Path) -> list[str]:
+    """What the conversion has to say on every run that streams these chunks (files left out)."""
+    note = json.loads((folder / "meta.json").read_text()).get("note", "")
+    return [note] if note else []
 
 
 def stats_of(folder: Path, normalize: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,6 +227,17 @@ def check_chunks(folder: Path, split: str) -> None:
             raise DataError("data.stream_dir", folder, "chunks written by project prepare (remove the folder and run "
                             "again to rebuild it)", f"has a damaged chunk {split}/{chunk['filename']}: "
                             f"{'missing' if size is None else f'{size} bytes'}, its index says {chunk['chunk_bytes']}")
+    # Each chunk's first and last items decoded: a chunk garbled in its header or offsets is one line
+    # here, before any log folder, not mid-run (pixels garbled inside a chunk decode as pixels).
+    dataset, start = _dataset(folder, split, shuffle=False, seed=0), 0
+    for chunk in index["chunks"]:
+        try:
+            for item in {start, start + chunk["chunk_size"] - 1}:
+                dataset[item]
+        except DataError as err:
+            raise DataError(err.setting, err.value, err.allowed, err.why.replace(
+                f"a {split} chunk", f"a chunk {split}/{chunk['filename']}")) from None
+        start += chunk["chunk_size"]
 
 
 class StreamedSplit:

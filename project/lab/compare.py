@@ -30,9 +30,10 @@ from project.lab import runs
 from project.lab.decide import CLAIMS_FILE, MARGIN, Plan, decide, experiments_of, load_claims
 from project.lab.report import write_study
 from project.lab.shared import HEARTBEAT, report_from_storage, run_workers
-from project.run.checks import MAX_SEED, check_folder_name, check_output
+from project.run.checks import MAX_SEED
 from project.run.cli import CONFIG_DIR, ProjectCLI
 from project.run.hparams import flatten_settings
+from project.run.paths import check_folder_name, check_output
 from project.run.progress import quiet_lightning
 from project.storage import StorageError, check_storage, masked
 

@@ -33,7 +33,7 @@ from project.errors import fail
 from project.lab import runs
 from project.lab.decide import from_study, progress
 from project.lab.report import write_study
-from project.run.checks import check_folder_name, check_output
+from project.run.paths import check_folder_name, check_output
 from project.storage import StorageError, check_storage, database_error, masked, open_study, unreachable
 
 HEARTBEAT = 10  # seconds between a running trial's heartbeats; silent for 2x that, it is failed and queued again

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Union
+from typing import Protocol, Union
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +25,21 @@ from project.errors import SettingError, fail, is_finite_number
 from project.model import schedules, zoo
 from project.model.nn import ConvNet, Network, layer_weights, network_class
 
+
 # A network is built for the data's shape and classes: ConvNet or MLP by short name (or any
-# project.model.nn.Network), or any torch.nn.Module by its class path whose constructor takes them.
-NetCallable = Union[Callable[[tuple[int, int, int], int], Network], Callable[[tuple[int, int, int], int], nn.Module]]
+# project.model.nn.Network), or any torch.nn.Module by its class path. The data fills input_shape
+# and num_classes by name where the constructor names them; jsonargparse leaves those two out of
+# the settings a user gives or sees (a factory protocol's keyword parameters), and every other
+# parameter is the class's own.
+class _Networks(Protocol):
+    def __call__(self, *, input_shape: tuple[int, int, int], num_classes: int) -> Network: ...
+
+
+class _Modules(Protocol):
+    def __call__(self, *, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module: ...
+
+
+NetCallable = Union[_Networks, _Modules]
 
 # --- the metric names: logged here, read by every check, view, search and report --------------------
 TRAIN_LOSS, TRAIN_ACC = "train/loss", "train/acc"              # running, on augmented batches in train mode
@@ -285,38 +297,46 @@ def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_class
                   config=None) -> tuple[nn.Module, memory.NetworkMemory | None]:
     """The network and its memory needs, measured first on the meta device (no memory used): a
     network whose parameters alone would not fit in this machine's memory stops with its settings
-    named, not with an allocation failure minutes later."""
+    named, not with an allocation failure minutes later. A constructor of the user's own that
+    raises is one line naming the class."""
     net = zoo.from_library(net)  # timm.models.resnet18 -> Timm(name="resnet18")
     make = _for_the_data(net, input_shape, num_classes)
+    target = network_class(net)
     try:
         needs = memory.measure(make, input_shape)
         memory.check_weights(needs, network_settings(config if isinstance(config, dict) else net))
         return _materialized(make(), input_shape), needs
     except SettingError as err:
         raise err if err.setting.startswith("model.") else err.within("model.net") from None
+    except Exception as err:
+        if target.__module__.startswith("project."):
+            raise
+        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        path = f"{target.__module__}.{target.__qualname__}"
+        fail("model.net", path, f"a constructor that takes the data's shape and classes by the names input_shape "
+             f"and num_classes, and settings it accepts (--model.net.help {path} lists them)",
+             f"raised {type(err).__name__} while being built: {first[:300]}")
 
 
 def _for_the_data(net: NetCallable, input_shape: tuple[int, int, int], num_classes: int) -> Callable[[], nn.Module]:
     """The network's constructor met where it is: ``input_shape`` and ``num_classes`` by name where it
-    names them (in any order, either or neither: a timm-style ``__init__(self, num_classes=10)``),
-    else the two first positional arguments, as project.model.nn's networks take them."""
+    names them (in any order, either or neither: a timm-style ``__init__(self, num_classes=10)``
+    gets num_classes; a class with neither gets neither, and the dry run checks its output's width).
+    A class never gets them by position (``nn.Linear(in_features, out_features)`` would take the
+    shape as its in_features); a function given from Python (``lambda shape, classes: ...``) does."""
     import inspect
 
     target = network_class(net)
     try:
-        signature = inspect.signature(target)
-    except (TypeError, ValueError):  # a builtin or C-extension callable: positionally
+        parameters = inspect.signature(target).parameters
+    except (TypeError, ValueError):  # a builtin or C-extension callable: by name
+        parameters = {"input_shape": None, "num_classes": None}
+    takes_any = any(getattr(p, "kind", None) is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    wanted = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes))
+              if k in parameters or takes_any}
+    if not wanted and not inspect.isclass(target):
         return lambda: net(input_shape, num_classes)
-    wanted = {k: v for k, v in (("input_shape", input_shape), ("num_classes", num_classes)) if k in signature.parameters}
-    if wanted:
-        return lambda: net(**wanted)
-    try:
-        signature.bind_partial(input_shape, num_classes)
-    except TypeError:
-        fail("model.net", f"{target.__module__}.{target.__qualname__}", "a network whose constructor takes input_shape "
-             "and num_classes, by those names (either or both) or as its first two arguments",
-             f"takes neither: {target.__name__}{signature}")
-    return lambda: net(input_shape, num_classes)
+    return lambda: net(**wanted)
 
 
 def _materialized(net: nn.Module, input_shape: tuple[int, int, int]) -> nn.Module:

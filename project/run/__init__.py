@@ -2,8 +2,11 @@
 resume, what TensorBoard and the terminal show, and what a run reports.
 
     cli.py          the LightningCLI subclass: parser, linked arguments, the order of work, exit codes
-    checks.py       every setting checked before any work: config rules, built objects, names and folders
+    checks.py       every setting checked before any work: config rules, built objects, the data's size
+    paths.py        paths the file system can hold, writable log folders, a study's name as a folder
     dry_run.py      one batch through the network before any work: output width, forward, loss, input shape
+    own_data.py     a data module of the user's own checked before any work: attributes, loaders, a batch
+    net_settings.py a network's settings are its class's: help without the data's two, no carry-over
     checkpoints.py  atomic writes, last/interrupted checkpoints, random state, what a resume loads
     stopping.py     a signal to any rank of a DDP run stops every rank after the same batch
     monitor.py      TensorBoard views: histograms, gradient norms, pictures, the step-wise rate

@@ -327,6 +327,9 @@ class Resume:
 
 def load_resume(ckpt_path: str, save_dir: str, name: str) -> Resume:
     """``--ckpt_path`` (a file, or ``last`` of the logger's runs) resolved, read safely and checked."""
+    from project.run.paths import check_path
+
+    check_path("ckpt_path", ckpt_path)
     path, run_folder = resolve_checkpoint(ckpt_path, save_dir, name)
     return Resume(path, read_checkpoint(path), run_folder)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ import torch
 
 from project import memory
 from project.devices import will_fork
-from project.errors import SettingError, fail, is_finite_number, is_integer
+from project.errors import fail, is_finite_number, is_integer
 from project.model import schedules
 from project.model.classifier import fit_metrics, network_settings
+from project.run.paths import check_path
 
 # numpy's and scikit-learn's seeds are 32-bit; torch's would take more.
 MAX_SEED = 2**32 - 1
@@ -221,6 +221,18 @@ def _on_gpu(accelerator) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator in ("auto", None) and torch.cuda.is_available())
 
 
+def _check_paths(config, trainer) -> None:
+    data = _get(config, "data", {})
+    data = _get(data, "init_args", data)
+    logger = _get(trainer, "logger")
+    logger = _get(logger, "init_args", {}) if hasattr(logger, "get") else {}
+    for setting, value in (("ckpt_path", _get(config, "ckpt_path")), ("data.data_dir", _get(data, "data_dir")),
+                           ("data.stream_dir", _get(data, "stream_dir")),
+                           ("trainer.default_root_dir", _get(trainer, "default_root_dir")),
+                           *((f"trainer.logger.{k}", _get(logger, k)) for k in ("save_dir", "name", "version"))):
+        check_path(setting, value)
+
+
 def check_settings(config, subcommand: str | None) -> None:
     """Raises SettingError for the first setting that is not allowed (the parsed config of a subcommand)."""
     ckpt_path = _get(config, "ckpt_path")
@@ -230,6 +242,7 @@ def check_settings(config, subcommand: str | None) -> None:
     if not isinstance(seed, bool) and not (is_integer(seed) and 0 <= seed <= MAX_SEED):
         fail("seed_everything", seed, f"true (a random seed), false (none) or an integer in [0, {MAX_SEED}]")
     trainer = _get(config, "trainer", {})
+    _check_paths(config, trainer)
     _apply(TRAINER_RULES, trainer, "trainer")
     _check_accelerator(_get(trainer, "accelerator"))
     if _get(trainer, "sync_batchnorm") is True and not _on_gpu(_get(trainer, "accelerator")):
@@ -302,6 +315,7 @@ def check_config_files(args: list[str]) -> None:
             continue
         if path.lstrip().startswith("{"):  # an inline YAML/JSON string
             continue
+        check_path("--config", path)
         file = Path(path)
         if not file.is_file():
             fail("--config", path, "a YAML file that exists", "is not a file")
@@ -357,38 +371,3 @@ def check_with_data(model, datamodule, trainer) -> None:
         fail("trainer.val_check_interval", interval, f"a number of batches <= {batches} (an epoch's training "
              "batches) or a fraction in (0, 1]", "is longer than an epoch")
     model.check_schedule(*schedules.run_length(trainer, batches))
-
-
-def check_writable(folder: Path) -> None:
-    """Fail before training when the logs cannot be written, not at the first checkpoint."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise SettingError("trainer.logger.save_dir", folder, "a folder this user can write",
-                           f"cannot hold logs and checkpoints ({err.strerror or err})") from None
-
-
-# --- names and folders of a study's outputs ----------------------------------------------------------
-
-NAME_MAX = 100  # characters of a study or run name: a folder name, far below a file system's 255 bytes
-
-
-def check_folder_name(setting: str, name: str) -> None:
-    """A study's name becomes one folder under the output: no path separators, no escape upwards."""
-    if not name or len(name) > NAME_MAX or "/" in name or "\\" in name or name in (".", "..") or "\0" in name:
-        fail(setting, name if len(name) <= 60 else f"{name[:60]}...", f"a folder name of 1 to {NAME_MAX} characters "
-             "without / (it becomes one folder under the output)")
-
-
-def check_output(setting: str, folder: Path) -> None:
-    """The output folder exists or can be made, and this user can write it; nothing is made here."""
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        fail(setting, folder, "a folder (made if missing)", f"lies under {probe}, which is a file")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        fail(setting, folder, "a folder this user can write", f"cannot be written ({probe} is read-only)")

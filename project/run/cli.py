@@ -29,7 +29,7 @@ from project.devices import PeerLost, fall_back_to_fp16, global_rank, leave_proc
 from project.errors import SettingError, constructor_error, one_line_parse_error, stop
 from project.model.callbacks import NonFiniteLossError, WeightPenalty
 from project.model.classifier import TEST_METRICS, ImageClassifier
-from project.run import checks, lr_find, report
+from project.run import checks, lr_find, net_settings, own_data, paths, report
 from project.run.checkpoints import (
     CheckpointError,
     CheckpointOnInterrupt,
@@ -150,8 +150,9 @@ class ProjectCLI(LightningCLI):
         parser.add_lightning_class_args(WeightPenalty, "penalty")
         parser.add_lightning_class_args(HParams, "hparams")
         # The model learns the data's shape and classes; the user never repeats them.
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
-        parser.link_arguments("data.input_shape", "model.input_shape", apply_on="instantiate")
+        parser.link_arguments("data", "model.num_classes", own_data.num_classes_of, apply_on="instantiate")
+        parser.link_arguments("data", "model.input_shape", own_data.input_shape_of, apply_on="instantiate")
+        net_settings.install(parser)
 
     def _subcommand_config(self):
         return self.config.get(self.subcommand) if self.subcommand else self.config
@@ -263,9 +264,12 @@ class ProjectCLI(LightningCLI):
                     dry_run(self.model, dm.prepare(dm.train_set.head(2)), torch.as_tensor(dm.train_set.labels[:2]).long())
                     if self.subcommand == "fit":
                         checks.check_with_data(self.model, self.datamodule, self.trainer)
+                elif self.subcommand is not None and self.trainer.is_global_zero:  # a data module of one's own
+                    own_data.check(self.datamodule, self.model, self.trainer, self.subcommand,
+                                   self._subcommand_config().get("test_after_fit", True))
                 if self.subcommand is not None:  # last: it makes the log folder
                     for logger in self.trainer.loggers:
-                        checks.check_writable(Path(logger.save_dir or "."))
+                        paths.check_writable(Path(logger.save_dir or "."))
             except SettingError as err:
                 stop(err)
             except ImportError as err:  # an accelerator, strategy or precision whose package is missing
@@ -273,8 +277,13 @@ class ProjectCLI(LightningCLI):
                 stop(SettingError("trainer.strategy", trainer.get("strategy"), "auto, or install that package",
                                   f"with trainer.accelerator={trainer.get('accelerator')} and trainer.precision="
                                   f"{trainer.get('precision')} needs a package that is missing ({err})"))
-            except (ValueError, TypeError, MisconfigurationException) as err:
-                stop(constructor_error(str(err)))
+            except Exception as err:
+                known = own_data.construction_error(err)  # a link's check, a constructor of the user's own
+                if known:
+                    stop(known)
+                if isinstance(err, (ValueError, TypeError, MisconfigurationException)):
+                    stop(constructor_error(str(err)))
+                raise
         trainer = getattr(self, "trainer", None)
         for note in self.notes if trainer is None or trainer.is_global_zero else ():  # each rank checks; one says
             print(note, file=sys.stderr, flush=True)

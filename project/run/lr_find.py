@@ -19,7 +19,7 @@ import io
 from pathlib import Path
 
 from project.errors import ArgumentParser, SettingError, fail, is_finite_number, stop
-from project.run.checks import check_writable
+from project.run.paths import check_writable
 
 
 def parse(args: list[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -30,8 +30,9 @@ from lightning.pytorch import Callback
 
 from project.errors import ArgumentParser, SettingError, choice, from_line, is_finite_number, is_integer, stop
 from project.model.classifier import PER_VALIDATION, VAL_ACC_BEST
-from project.run.checks import MAX_SEED, check_folder_name, check_output
+from project.run.checks import MAX_SEED
 from project.run.cli import CONFIG_DIR, ProjectCLI, RunInterrupted, stop_on_sigterm
+from project.run.paths import check_folder_name, check_output
 from project.run.progress import quiet_lightning
 from project.search.report import write_results
 from project.storage import (
@@ -193,6 +194,13 @@ def check_keys(space: dict, extra: list[str]) -> None:
     setting refuses stops here, before any trial."""
     ends = {key: spec["choices"] if spec["type"] == "categorical" else [spec["low"], spec["high"]]
             for key, spec in space["params"].items()}
+    searched = {key.replace(".init_args.", "."): key for key in space["params"]}
+    for arg in extra:  # a flag for a searched setting would be overridden by every trial's value
+        key, _, value = arg.lstrip("-").partition("=")
+        if arg.startswith("--") and key.replace(".init_args.", ".") in searched:
+            raise SearchSpaceError(key, value, "flags after -- for the settings the space does not search (change "
+                                   "its range in the space file instead)", f"is searched by the space ({key} is its "
+                                   f"parameter {searched[key.replace('.init_args.', '.')]}), which sets it in every trial")
     base = {key: values[0] for key, values in ends.items()}
     samples = [base] + [{**base, key: value} for key, values in ends.items() for value in values[1:]]
     for sample in samples:

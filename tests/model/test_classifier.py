@@ -137,17 +137,30 @@ class _Swapped(torch.nn.Module):
 
 
 class _NoData(torch.nn.Module):
+    """Its own fixed head: built with neither (the dry run checks the head's width against the data)."""
+
     def __init__(self, width: int = 8):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, width)
+
+
+class _ByPosition(torch.nn.Module):
+    def __init__(self, shape, classes):
         super().__init__()
 
 
-def test_constructors_get_the_data_by_name_in_any_order_or_by_position():
+def test_constructors_get_the_data_by_name_in_any_order_or_neither():
     from project.model.classifier import build_network
 
     keyword, _ = build_network(functools.partial(_KeywordOnly, width=5), (1, 8, 8), 10)
     assert keyword.net[1].weight.shape == (5, 64) and keyword.net[2].out_features == 10  # materialized, 10 classes
     swapped, _ = build_network(_Swapped, (1, 8, 8), 7)
     assert swapped.shape == (1, 8, 8) and swapped.fc.out_features == 7
-    with pytest.raises(SettingError, match=r"_NoData takes neither: _NoData\(width: int = 8\); allowed: a network whose "
-                                           r"constructor takes input_shape and num_classes"):
-        build_network(_NoData, (1, 8, 8), 10)
+    assert build_network(_NoData, (1, 8, 8), 10)[0].fc.out_features == 8
+    # a class never gets them by position: nn.Linear(in_features, out_features) would take the shape
+    with pytest.raises(SettingError, match=r"model.net=tests.model.test_classifier._ByPosition raised TypeError while "
+                                           r"being built: .*missing 2 required positional arguments: 'shape' and "
+                                           r"'classes'; allowed: a constructor that takes the data's shape and classes "
+                                           r"by the names input_shape and num_classes"):
+        build_network(_ByPosition, (1, 8, 8), 10)
+    assert build_network(lambda shape, classes: torch.nn.Linear(shape[0], classes), (4, 1, 1), 3)[0].out_features == 3

@@ -1,13 +1,12 @@
-"""Settings checked before any work: the rules on a parsed configuration, config files, study names and
-output folders. (tests/test_bad_inputs.py runs the whole command line on 150+ bad inputs.)"""
+"""Settings checked before any work: the rules on a parsed configuration and config files.
+(tests/test_bad_inputs.py runs the whole command line on 150+ bad inputs.)"""
 
-import os
 
 import pytest
 from jsonargparse import Namespace
 
 from project.errors import SettingError
-from project.run.checks import check_config_files, check_folder_name, check_output, check_settings, number_in
+from project.run.checks import check_config_files, check_settings, number_in
 
 
 def config(**parts) -> Namespace:
@@ -48,21 +47,3 @@ def test_config_files_are_readable_mappings(tmp_path):
     check_config_files(["fit", "--config", str(tmp_path / "ok.yaml"), "--config={trainer: {max_epochs: 1}}"])
     with pytest.raises(SettingError, match="holds a YAML list, not a mapping"):
         check_config_files(["fit", f"--config={tmp_path / 'list.yaml'}"])
-
-
-@pytest.mark.parametrize("name", ["", "../../escape", "a/b", "..", "x" * 10_000])
-def test_a_study_name_is_one_folder(name):
-    with pytest.raises(SettingError, match=r"^--name=.*; allowed: a folder name of 1 to 100 characters"):
-        check_folder_name("--name", name)
-
-
-def test_an_output_folder_must_be_writable(tmp_path):
-    check_output("--output", tmp_path / "new" / "deeper")  # made later, when the study starts
-    assert not (tmp_path / "new").exists()
-    (tmp_path / "file").write_text("")
-    with pytest.raises(SettingError, match="which is a file"):
-        check_output("--output", tmp_path / "file" / "x")
-    if os.geteuid() != 0:  # root writes anywhere
-        (tmp_path / "ro").mkdir(mode=0o500)
-        with pytest.raises(SettingError, match="read-only"):
-            check_output("--output", tmp_path / "ro" / "x")

@@ -160,6 +160,9 @@ SEARCH_BAD = [
     ({}, ["--space", "binary.yaml"], "--space=binary.yaml cannot be read"),
     ({}, ["--bogus=1"], "--bogus=1 is not a flag"),
     ({}, ["--", "--data.eval_batch_size=0"], "data.eval_batch_size=0"),
+    # a flag for a searched setting: every trial would override it (it used to be dropped in silence)
+    ({}, ["--", "--data.batch_size=0"], "data.batch_size=0 is searched by the space"),
+    ({}, ["--", "--model.net.dropout=0.5"], "model.net.dropout=0.5 is searched by the space"),
     (dict(pruner={"type": "threshold"}), [], "pruner={'type': 'threshold'} cannot be built"),
     (dict(pruner={"type": "median", "patience": 3}), [], "pruner.patience=3 is not a setting of the median pruner"),
     (dict(pruner="median"), [], "pruner=median"),
