@@ -11,16 +11,24 @@ import inspect
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 
 from project.data.augment import AugmentSpec, BatchAugment
 from project.data.datasets import DATASET_SETTINGS, DATASETS
-from project.data.splits import RunningStats, TensorBatches, chunk_images, split_plan
+from project.data.splits import (
+    EpochDistributedSampler,
+    EpochSampler,
+    RunningStats,
+    TensorBatches,
+    chunk_images,
+    split_plan,
+)
 from project.devices import gathered, own_rank
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
@@ -285,14 +293,18 @@ class ImageDataModule(LightningDataModule):
                 self._train_loader.progress = lambda: (progress.completed, trainer.num_training_batches)
             return self._train_loader
         if trainer is not None and trainer.world_size > 1:
-            sampler = DistributedSampler(self.train_set, num_replicas=trainer.world_size, rank=trainer.global_rank,
-                                         shuffle=True, seed=torch.initial_seed() % 2**31)
+            sampler = EpochDistributedSampler(self.train_set, num_replicas=trainer.world_size,
+                                              rank=trainer.global_rank, shuffle=True, seed=torch.initial_seed() % 2**31)
         else:
-            sampler = RandomSampler(self.train_set)
+            sampler = EpochSampler(self.train_set)
         # A last batch of one sample has no batch statistics (batch norm fails on it): that one
         # sample, a different one each epoch, waits for the next epoch.
         batch = self._trainer_batch()
         drop_last = len(sampler) % batch == 1 and len(sampler) > batch
+        cut, self._cut_epoch = getattr(self, "_cut_epoch", None), None
+        if cut is not None:  # resumed mid-epoch: that epoch's order, from the first batch not trained
+            sampler.continue_epoch(cut["seed"], cut["trained"] * batch)
+        self._train_sampler = sampler
         return self._loader(self.train_set, batch, sampler, drop_last)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
@@ -371,6 +383,10 @@ class ImageDataModule(LightningDataModule):
         if progress is not None and trainer.training and progress.ready > progress.completed:
             own = getattr(self, "_augment_before", own)  # stopped with a batch augmented but not trained
         state = {"augment_rng": gathered(own)}
+        sampler = getattr(self, "_train_sampler", None)
+        if progress is not None and sampler is not None and not self.hparams.stream:  # where a cut epoch stood
+            state["epoch_order"] = gathered({"seed": getattr(sampler, "seed", None), "trained": progress.completed,
+                                             "batches": trainer.num_training_batches})
         if self.hparams.stream:
             loader = getattr(self, "_train_loader", None)
             state["stream_position"] = gathered(loader.state_dict() if loader is not None else None)
@@ -384,3 +400,8 @@ class ImageDataModule(LightningDataModule):
         # continues from here: mid-epoch, at the batch after the last one trained.
         positions = state.get("stream_position") if self.hparams.stream else None
         self._stream_position = own_rank(positions, "streaming position") if positions else None
+        order = own_rank(state["epoch_order"], "epoch order") if state.get("epoch_order") else None
+        cut = order is not None and 0 < order["trained"] < order["batches"]
+        self._cut_epoch = order if cut and not self.hparams.stream else None
+        if self._cut_epoch is not None:  # Lightning's warning does not know the sampler continues the epoch
+            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")

@@ -1,6 +1,7 @@
 """The training/validation/test split, the splits in memory (TensorBatches: views of the loaded
-images through their indices) and the normalization statistics, for data in memory and for
-streamed chunks alike (the same settings give the same split on both paths)."""
+images through their indices, and the samplers that shuffle them and continue a cut epoch) and
+the normalization statistics, for data in memory and for streamed chunks alike (the same settings
+give the same split on both paths)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,44 @@ class TensorBatches(torch.utils.data.Dataset):
         """The images, ``size`` at a time (a copy of one chunk at a time, never of the split)."""
         for start in range(0, len(self), size):
             yield self._images[start:start + size] if self.index is None else self._images[self.index[start:start + size]]
+
+
+class EpochSampler(torch.utils.data.RandomSampler):
+    """torch's RandomSampler, drawing each epoch's seed from the global stream as it does (so a run
+    shuffles exactly as before), that remembers the seed: a run stopped mid-epoch saves it, and
+    ``continue_epoch(seed, skip)`` makes the next epoch that same order from its ``skip``-th sample,
+    so a resumed run trains each remaining batch of the cut epoch, and only those. Its length stays
+    the whole epoch's, as Lightning counts the batches already trained."""
+
+    def __init__(self, data_source):
+        super().__init__(data_source)
+        self.seed: int | None = None
+        self._continue: tuple[int, int] | None = None
+
+    def continue_epoch(self, seed: int, skip: int) -> None:
+        self._continue = (seed, skip)
+
+    def __iter__(self):
+        if self._continue is not None:
+            (self.seed, skip), self._continue = self._continue, None
+        else:
+            self.seed, skip = int(torch.empty((), dtype=torch.int64).random_().item()), 0
+        generator = torch.Generator()
+        generator.manual_seed(self.seed)
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()[skip:]
+
+
+class EpochDistributedSampler(torch.utils.data.DistributedSampler):
+    """DistributedSampler (its order is seeded by the epoch already) that continues a cut epoch."""
+
+    _skip = 0
+
+    def continue_epoch(self, seed, skip: int) -> None:
+        self._skip = skip
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        yield from list(super().__iter__())[skip:]
 
 
 def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,

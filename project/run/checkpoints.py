@@ -100,7 +100,23 @@ class RandomState(Callback):
     run it continues. Lightning writes rank 0's checkpoint only, so every rank's state is gathered
     into it; a rank the checkpoint has no state for (more processes now), and a CUDA state on a
     machine without CUDA, keep the freshly seeded streams, said in one note.
+
+    A run resumed mid-epoch gets the states once more at its first batch: making the cut epoch's
+    loader again (and the sanity check's) draws from torch's stream, which the uninterrupted run
+    did before that batch, not at it.
     """
+
+    _saved: dict | None = None
+    _again: dict | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        mid_epoch = 0 < trainer.fit_loop.epoch_loop.batch_progress.current.completed < trainer.num_training_batches
+        self._again, self._saved = (self._saved if mid_epoch else None), None
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx: int) -> None:
+        if self._again is not None:
+            self._set(self._again)
+            self._again = None
 
     def state_dict(self) -> dict:
         kind, keys, position, has_gauss, gauss = np.random.get_state()
@@ -114,6 +130,11 @@ class RandomState(Callback):
         state = own_rank(saved["ranks"] if "ranks" in saved else [saved], "random state")
         if state is None:
             return
+        self._saved = state
+        self._set(state)
+
+    @staticmethod
+    def _set(state: dict) -> None:
         torch.set_rng_state(state["torch"])
         random.setstate(_as_tuples(state["python"]))
         kind, keys, position, has_gauss, gauss = state["numpy"]

@@ -62,6 +62,32 @@ def test_a_run_cut_after_one_of_two_epochs_resumes_bit_identical(tmp_path, monke
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
 
 
+@pytest.mark.parametrize("stream", ["false", "true"])
+def test_a_run_stopped_mid_epoch_resumes_at_its_next_batch_and_ends_bit_identical(tmp_path, monkeypatch, stream):
+    """In memory and streamed: Ctrl-C at the 8th batch of the second epoch (fetched and augmented,
+    not trained) saves interrupted.ckpt; --ckpt_path last continues that epoch's order at that
+    batch, not at the epoch's start (which threw the epoch's work away in memory), with dropout
+    drawing what it drew, and ends with the uninterrupted run's weights and step count."""
+    monkeypatch.syspath_prepend(str(REPO / "tests" / "helpers"))
+    flags = ["fit", f"--data.stream={stream}", "--trainer.max_epochs=2", "--trainer.deterministic=true", "--test_after_fit=false",
+             "--early_stopping=null", "--data.augment=[hflip, rotation]", "--model.net.init_args.dropout=0.3",
+             "--trainer.callbacks+=phases.InterruptAt", *QUICK]
+    main([*flags, "--trainer.logger.init_args.name=whole"])
+    monkeypatch.setenv("INTERRUPT_EPOCH", "1")
+    monkeypatch.setenv("INTERRUPT_BATCH", "7")
+    with pytest.raises(SystemExit) as stopped:
+        main([*flags, "--trainer.logger.init_args.name=cut"])
+    assert stopped.value.code == 130
+    cut_folder = tmp_path / "logs" / "cut" / "version_0" / "checkpoints"
+    assert torch.load(cut_folder / "interrupted.ckpt", weights_only=True)["global_step"] == 20 + 7
+    monkeypatch.delenv("INTERRUPT_EPOCH")
+    main([*flags, "--trainer.logger.init_args.name=cut", "--ckpt_path=last"])
+    whole, cut = (torch.load(tmp_path / "logs" / n / "version_0" / "checkpoints" / "last.ckpt", weights_only=True)
+                  for n in ("whole", "cut"))
+    assert cut["global_step"] == whole["global_step"] == 40  # not 47: the cut epoch was not started again
+    assert all(torch.equal(whole["state_dict"][k], cut["state_dict"][k]) for k in whole["state_dict"])
+
+
 @pytest.mark.slow  # an end-to-end run of several processes; make test-all
 def test_sigterm_then_resume_ends_exactly_like_an_uninterrupted_run(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
