@@ -118,6 +118,58 @@ def lost_peer(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(sign in text for sign in PEER_SIGNS)
 
 
+_PEERS: list[tuple[str, int]] = []  # (host, pid) of every rank, in rank order, while the group was whole
+
+
+def register_peers() -> None:
+    """Every rank's host and process id, gathered once the group is up (a collective): a rank that
+    loses a peer can then say which one went, and how."""
+    import os
+    import socket
+
+    dist = _distributed()
+    if dist is None:
+        return
+    peers: list = [None] * dist.get_world_size()
+    dist.all_gather_object(peers, (socket.gethostname(), os.getpid()))
+    _PEERS[:] = peers
+
+
+def _how_it_ended(pid: int) -> str | None:
+    """How a process of this machine ended ("was killed by SIGKILL", "exited with code 1"), "ended"
+    when it is not this process's child, None while it runs."""
+    import os
+    import signal as signals
+
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)  # Lightning's launcher: rank 0 is the others' parent
+    except ChildProcessError:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return "ended"
+        return "ended" if state in ("Z", "X") else None
+    if done == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signals.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.WEXITSTATUS(status)}"
+
+
+def who_went(own_rank: int) -> str:
+    """``rank 1 (pid 4242) was killed by SIGKILL``: the first rank of this machine whose process is
+    gone; "" where none is (a rank on another node, or one that hangs)."""
+    import socket
+
+    host = socket.gethostname()
+    for rank, (peer_host, pid) in enumerate(_PEERS):
+        if rank != own_rank and peer_host == host:
+            how = _how_it_ended(pid)
+            if how:
+                return f"rank {rank} (pid {pid}) {how}"
+    return ""
+
+
 def peer_lost(err: BaseException, saved: str | None) -> PeerLost:
     """The one-line stop for ``err``: this rank, the world, the failure's first line, ``saved`` (the
     checkpoint to resume from) and the launcher to run again."""
@@ -129,7 +181,8 @@ def peer_lost(err: BaseException, saved: str | None) -> PeerLost:
     reason = reason.split("] ", 1)[-1] if reason.startswith("[") else reason  # gloo's source location
     reason = reason.split(". This is typically", 1)[0]
     launcher = "torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "slurm" if "SLURM_JOB_ID" in os.environ else ""
-    return PeerLost(dist.get_rank(), dist.get_world_size(), reason, saved, launcher)
+    went = who_went(dist.get_rank())
+    return PeerLost(dist.get_rank(), dist.get_world_size(), f"{went}; {reason}" if went else reason, saved, launcher)
 
 
 # Every rank's state in one checkpoint: Lightning writes rank 0's file only.

@@ -210,6 +210,9 @@ def test_a_lost_peer_is_one_line_naming_what_to_resume_from(tmp_path, killed):
     assert len(said) == 1, run.stderr[-3000:]
     assert said[0].endswith(f"training stopped; saved {last} after epoch 1; resume with: project fit --ckpt_path last "
                             "(and the same config)"), said[0]
+    # the rank that went, and how: rank 0 launched rank 1 and reads its end; rank 1 sees rank 0 gone
+    how = "was killed by SIGKILL" if killed == 1 else "ended"
+    assert f"lost a peer process (rank {killed} (pid " in said[0] and f") {how}; " in said[0], said[0]
     assert "Traceback" not in run.stderr and "[rank" not in run.stderr
     assert torch.load(tmp_path / last, weights_only=True)["epoch"] == 0
 

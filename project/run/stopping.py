@@ -23,6 +23,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from project.devices import register_peers
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -53,6 +55,9 @@ class StopTogether(Callback):
 
     def on_sanity_check_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._install(trainer)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        register_peers()  # so a rank that loses a peer can name it (project/devices.py)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._install(trainer)
