@@ -21,9 +21,10 @@ from pathlib import Path
 from lightning.pytorch import Callback
 
 from project.model.classifier import BIAS, CLEAN_ACC, GAP, TEST_ACC, VAL_ACC, VARIANCE, WEIGHT_NORM, ZERO_FRACTION
-from project.run.cli import ProjectCLI, RunInterrupted
+from project.run.cli import ProjectCLI
 from project.run.progress import quiet_lightning
 from project.run.report import SUMMARY_FILE, read_summary
+from project.run.stopping import RunInterrupted
 
 # The signal that stopped the study (SIGINT or SIGTERM), or None.
 stop_signal: int | None = None

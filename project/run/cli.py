@@ -9,6 +9,7 @@ its own module: checks.py, checkpoints.py, devices.py, report.py, lr_find.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -45,7 +46,7 @@ from project.run.dry_run import dry_run
 from project.run.env import env_flags
 from project.run.hparams import HParams, tab_settings
 from project.run.progress import EpochRichProgressBar, PlainProgressBar, held_lightning_logs, quiet_lightning
-from project.run.stopping import restarted
+from project.run.stopping import RunInterrupted, restarted, stop_on_sigterm
 
 # DDP's worker processes re-run this command line; a seed drawn for seed_everything: true reaches
 # them through the environment, the only thing the launcher passes on ("<parent pid>:<seed>").
@@ -72,31 +73,6 @@ class OneLineErrorParser(LightningArgumentParser):
         parser = getattr(ex, "subcommand_parser", None) or self
         known = [k.lstrip("-") for k in parser._option_string_actions]
         stop(one_line_parse_error(message, known, getattr(self, "given", sys.argv[1:])))
-
-
-class RunInterrupted(Exception):
-    """SIGTERM or Ctrl-C stopped the run; ``saved`` is the checkpoint it can resume from (or None);
-    ``in_test``: training had finished and the test after fit was running."""
-
-    def __init__(self, signum: int, saved: str | None, in_test: bool = False):
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.signum, self.saved, self.in_test = signum, saved, in_test
-
-    def line(self) -> str:
-        if self.in_test and self.saved:
-            return (f"{self}; during the test after fit: training finished and is saved in {self.saved}; run the test "
-                    f"with: project fit --ckpt_path {self.saved} (and the same config)")
-        if self.saved:
-            return f"{self}; saved {self.saved}; resume with: project fit --ckpt_path {self.saved} (and the same config)"
-        return f"{self} before training began; saved nothing; run the same command again"
-
-
-def stop_on_sigterm(signum, frame) -> None:
-    """SIGTERM outside Lightning's hands (start-up, reading the data, between fit and its test) stops
-    the run as Ctrl-C does. Inside fit and test Lightning's own handler is in charge (it calls this
-    one too): it stops at the next batch, and the run saves interrupted.ckpt."""
-    if signal.getsignal(signal.SIGTERM) is stop_on_sigterm:
-        raise RunInterrupted(signum, None)
 
 
 class ProjectCLI(LightningCLI):
@@ -383,12 +359,16 @@ def main(args: list[str] | None = None) -> None:
             from project.data.stream import prepare_command
 
             sys.argv = sys.argv[:1]
+            own_data.check_preparable(given[1:])
+            quiet_lightning(logging.WARNING)  # no Trainer runs: its start-up lines would only stand before an error
             cli = ProjectCLI(args=[*given[1:], "--data.stream=true", "--trainer.logger=false"], run=False)
             print(prepare_command(cli.datamodule), flush=True)
         elif given[:1] == ["lr-find"]:
             own, rest = lr_find.parse(given[1:])
             sys.argv = sys.argv[:1]  # the flags are passed as args; Lightning warns when it sees both
-            cli = ProjectCLI(args=[*rest, "--trainer.enable_model_summary=false"], run=False)
+            with held_lightning_logs():  # the data and network are checked first, as fit checks them
+                cli = ProjectCLI(args=[*rest, "--trainer.enable_model_summary=false"], run=False)
+                lr_find.check(cli.trainer, cli.model, cli.datamodule)
             lr_find.run(cli.trainer, cli.model, cli.datamodule, own)
         else:
             flags = env_flags(given[0]) if given[:1] and given[0] in SUBCOMMANDS else []

@@ -18,6 +18,8 @@ import csv
 import io
 from pathlib import Path
 
+import torch
+
 from project.errors import ArgumentParser, SettingError, fail, is_finite_number, stop
 from project.run.paths import check_writable
 
@@ -80,6 +82,20 @@ def plot(lrs: list[float], losses: list[float], suggestion: float | None, path: 
     ax.legend()
     figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
+
+
+def check(trainer, model, datamodule) -> None:
+    """The data and the network checked on one batch, as fit checks them, before the range test."""
+    from project.data.datamodule import ImageDataModule
+    from project.run import own_data
+    from project.run.dry_run import dry_run
+
+    if isinstance(datamodule, ImageDataModule):
+        datamodule.setup()
+        dry_run(model, datamodule.prepare(datamodule.train_set.head(2)),
+                torch.as_tensor(datamodule.train_set.labels[:2]).long())
+    else:
+        own_data.check(datamodule, model, trainer, "lr-find")
 
 
 def run(trainer, model, datamodule, own: argparse.Namespace) -> Path:

@@ -76,6 +76,8 @@ def input_shape_of(data) -> tuple[int, int, int]:
 def loaders_needed(subcommand: str, test_after_fit: bool) -> list[str]:
     if subcommand == "fit":
         return ["train_dataloader", "val_dataloader", *(["test_dataloader"] if test_after_fit else [])]
+    if subcommand == "lr-find":  # the range test trains only
+        return ["train_dataloader"]
     return [f"{'val' if subcommand == 'validate' else subcommand}_dataloader"]
 
 
@@ -103,7 +105,7 @@ def check(data: LightningDataModule, model, trainer, subcommand: str, test_after
     for method in needed:
         if not is_overridden(method, data, LightningDataModule):
             _stopped(data, f"a data module with {method}() ({WHY[method]})", f"has no {method}()")
-    stage = {"fit": "fit", "validate": "validate", "test": "test", "predict": "predict"}[subcommand]
+    stage = {"fit": "fit", "lr-find": "fit", "validate": "validate", "test": "test", "predict": "predict"}[subcommand]
     where = f"where to fix it: {name_of(data)}"
     with _random_state_kept():
         data.trainer = trainer
@@ -193,3 +195,22 @@ def construction_error(err: BaseException) -> SettingError | None:
     (name, inner), first = own, next((line.strip() for line in str(own[1]).splitlines() if line.strip()), "")
     return SettingError("data", name, f"settings its constructor accepts (--data.help {name} lists them)",
                         f"raised {type(inner).__name__} while being built: {first[:300]}")
+
+
+def check_preparable(args: list[str]) -> None:
+    """``project prepare`` converts one of ImageDataModule's data sets: a data module of one's own
+    is refused by name (it was "data.stream=true is not a setting of Good")."""
+    from jsonargparse._typehints import import_object
+
+    from project.data.datamodule import ImageDataModule
+
+    given = [a.split("=", 1)[1] for a in args if a.startswith("--data=")]
+    given += [args[i + 1] for i, a in enumerate(args[:-1]) if a == "--data"]
+    for path in given:
+        try:
+            cls = import_object(path) if "." in path else None
+        except Exception:
+            continue  # the parser names a path that does not import
+        if isinstance(cls, type) and not issubclass(cls, ImageDataModule):
+            fail("data", path, "ImageDataModule (project prepare converts its data sets into streaming chunks; a data "
+                 "module of your own streams as it likes)", "is not an ImageDataModule")

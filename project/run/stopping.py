@@ -13,6 +13,7 @@ what they noted (one 4-byte all-reduce a batch), so every rank knows at the same
 them stop at the end of it; ``CheckpointOnInterrupt`` then saves ``interrupted.ckpt`` with every
 rank present. An evaluation (the test after fit) is not cut: the ranks agree when it ends. One
 process keeps Lightning's own handling (SIGTERM stops at the end of the batch, Ctrl-C at once).
+``RunInterrupted`` is such a stop as the command line reports it.
 """
 
 from __future__ import annotations
@@ -95,3 +96,28 @@ def restarted() -> str:
         if count.isdigit() and int(count) > 0:
             return f"{what} {count}"
     return ""
+
+
+class RunInterrupted(Exception):
+    """SIGTERM or Ctrl-C stopped the run; ``saved`` is the checkpoint it can resume from (or None);
+    ``in_test``: training had finished and the test after fit was running."""
+
+    def __init__(self, signum: int, saved: str | None, in_test: bool = False):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum, self.saved, self.in_test = signum, saved, in_test
+
+    def line(self) -> str:
+        if self.in_test and self.saved:
+            return (f"{self}; during the test after fit: training finished and is saved in {self.saved}; run the test "
+                    f"with: project fit --ckpt_path {self.saved} (and the same config)")
+        if self.saved:
+            return f"{self}; saved {self.saved}; resume with: project fit --ckpt_path {self.saved} (and the same config)"
+        return f"{self} before training began; saved nothing; run the same command again"
+
+
+def stop_on_sigterm(signum, frame) -> None:
+    """SIGTERM outside Lightning's hands (start-up, reading the data, between fit and its test) stops
+    the run as Ctrl-C does. Inside fit and test Lightning's own handler is in charge (it calls this
+    one too): it stops at the next batch, and the run saves interrupted.ckpt."""
+    if signal.getsignal(signal.SIGTERM) is stop_on_sigterm:
+        raise RunInterrupted(signum, None)

@@ -31,9 +31,10 @@ from lightning.pytorch import Callback
 from project.errors import ArgumentParser, SettingError, choice, from_line, is_finite_number, is_integer, stop
 from project.model.classifier import PER_VALIDATION, VAL_ACC_BEST
 from project.run.checks import MAX_SEED
-from project.run.cli import CONFIG_DIR, ProjectCLI, RunInterrupted, stop_on_sigterm
+from project.run.cli import CONFIG_DIR, ProjectCLI
 from project.run.paths import check_folder_name, check_output
 from project.run.progress import quiet_lightning
+from project.run.stopping import RunInterrupted, stop_on_sigterm
 from project.search.report import write_results
 from project.storage import (
     HeartbeatWatch,

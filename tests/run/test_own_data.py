@@ -59,6 +59,8 @@ def test_a_data_module_of_ones_own_with_a_mistake(capsys, data, named, says):
     ("test", "NoTest", "has no test_dataloader()"),
     ("predict", "NoPredict", "has no predict_dataloader()"),
     ("validate", "NanImages", "gives images with NaN or infinite values from val_dataloader()"),
+    ("lr-find", "Uint8Images", "gives torch.uint8 images from train_dataloader()"),
+    ("prepare", "Good", "is not an ImageDataModule"),
 ])
 def test_each_command_checks_the_loader_it_reads(capsys, command, data, says):
     assert_one_line(*run([command, *QUICK, f"--data={DATA}.{data}"], capsys), f"data={DATA}.{data}", says=says)
