@@ -2,8 +2,12 @@
 nn.Module network and a LightningDataModule from a module outside the project, through
 `project fit` and `make compare`; and every bad folder stopped with one line before any work."""
 
+import os
+import re
+import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -231,30 +235,29 @@ def test_a_users_network_and_data_module_in_make_compare(tmp_path, user_module):
     assert (tmp_path / "out" / "mine" / "report.png").exists()
 
 
-def test_the_pages_own_code_runs_as_written_from_a_folder_outside_the_project(tmp_path):
+PAGE = Path(__file__).parents[1] / "docs" / "own-data-and-network.md"
+PAGE_COMMANDS = re.findall(r"^    (cd ~/my_work && PYTHONPATH=\. ~/template/\.venv/bin/project .*)$", PAGE.read_text(), re.M)
+
+
+# make test runs the command that uses both files; the other two run in make test-all
+@pytest.mark.parametrize("command", [c if "--data=" in c and "--model.net=" in c else pytest.param(c, marks=pytest.mark.slow)
+                                     for c in PAGE_COMMANDS], ids=["data", "net", "both"][:len(PAGE_COMMANDS)])
+def test_the_pages_own_code_runs_as_written_from_a_folder_outside_the_project(tmp_path, command):
     """docs/own-data-and-network.md: its my_pkg/nets.py and my_pkg/data.py written as the page shows
     them into a folder of one's own, and its `cd ~/my_work && PYTHONPATH=. ...` commands run as
     written (one epoch, through the per-key environment variable)."""
-    import os
-    import re
-    import subprocess
-    from pathlib import Path
-
-    page = (Path(__file__).parents[1] / "docs" / "own-data-and-network.md").read_text()
-    blocks = re.findall(r"```python\n# (my_pkg/\w+\.py)\n(.*?)```", page, re.S)
+    blocks = re.findall(r"```python\n# (my_pkg/\w+\.py)\n(.*?)```", PAGE.read_text(), re.S)
     assert sorted(name for name, _ in blocks) == ["my_pkg/data.py", "my_pkg/nets.py"]
+    assert len(PAGE_COMMANDS) == 3, PAGE_COMMANDS
     work = tmp_path / "my_work"
     (work / "my_pkg").mkdir(parents=True)
     (work / "my_pkg" / "__init__.py").write_text("")
     for name, code in blocks:
         (work / name).write_text(code)
-    commands = re.findall(r"^    (cd ~/my_work && PYTHONPATH=\. ~/template/\.venv/bin/project .*)$", page, re.M)
-    assert len(commands) == 3, commands
     project = Path(sys.executable).parent / "project"
     env = {**os.environ, "PL_FIT__TRAINER__MAX_EPOCHS": "1", "PYTHONPATH": ""}
-    for command in commands:
-        shell = command.split("  #")[0].replace("~/my_work", str(work)).replace("~/template/.venv/bin/project", str(project))
-        done = subprocess.run(shell, shell=True, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
-        assert done.returncode == 0, (command, done.stderr[-2000:])
-        assert "test accuracy" in done.stdout and "error" not in done.stderr
-    assert len(list((work / "logs" / "default").iterdir())) == 3  # the runs are the user's, in their folder
+    shell = command.split("  #")[0].replace("~/my_work", str(work)).replace("~/template/.venv/bin/project", str(project))
+    done = subprocess.run(shell, shell=True, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, (command, done.stderr[-2000:])
+    assert "test accuracy" in done.stdout and "error" not in done.stderr
+    assert len(list((work / "logs" / "default").iterdir())) == 1  # the run is the user's, in their folder
