@@ -132,6 +132,10 @@ def _first_batch(data, method: str, classes: int, shape: tuple[int, int, int]):
         _stopped(data, f"a data module whose {method}() returns a DataLoader ({where})", f"raised in {method}()", err)
     if loader is None:
         _stopped(data, f"a data module whose {method}() returns a DataLoader", f"returned None from {method}()")
+    if isinstance(loader, dict) and loader:  # several loaders: the first is looked at
+        loader = next(iter(loader.values()))
+    if isinstance(loader, (list, tuple)) and loader and not isinstance(loader[0], torch.Tensor):
+        loader = loader[0]
     try:
         batch = next(iter(loader))
     except StopIteration:

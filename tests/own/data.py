@@ -171,3 +171,10 @@ class ThreeClassesDeclared(Good):
 
 class NoPredict(Good):
     """predict needs predict_dataloader()."""
+
+
+class TwoValLoaders(Good):
+    """Two validation loaders, as Lightning allows: must train."""
+
+    def val_dataloader(self):
+        return [DataLoader(self.sets["val"], batch_size=64), DataLoader(self.sets["test"], batch_size=64)]

@@ -84,3 +84,10 @@ def test_the_checks_leave_the_run_as_it_would_be(capsys):
         return torch.cat([p.detach().flatten() for p in cli.model.parameters()])
 
     assert torch.equal(trained(own_data.check), trained(lambda *args, **kwargs: None))
+
+
+def test_a_data_module_with_two_validation_loaders_trains():
+    from project.run.cli import ProjectCLI
+
+    cli = ProjectCLI(args=["fit", *QUICK, f"--data={DATA}.TwoValLoaders", "--test_after_fit=false", "--trainer.logger=false"])
+    assert cli.trainer.global_step > 0
