@@ -21,6 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from project import memory
 from project.data.datamodule import CLEAN_TRAIN_LOADER
+from project.devices import gathered, own_rank
 from project.errors import SettingError, fail, is_finite_number
 from project.model import schedules, zoo
 from project.model.nn import ConvNet, Network, layer_weights, network_class
@@ -256,6 +257,23 @@ class ImageClassifier(LightningModule):
         # accuracy, gap ...), so a summary of these weights can quote their own figures.
         checkpoint["metrics"] = {name: float(value) for name, value in self.trainer.callback_metrics.items()
                                  if isinstance(value, torch.Tensor) and value.numel() == 1}
+        # Saved mid-epoch (interrupted.ckpt): the epoch's running train/loss and train/acc, each
+        # rank's own, so the resumed epoch's figures average every batch of it, not only those
+        # after the stop (TensorBoard showed the resumed epoch's train/loss off the uninterrupted run's).
+        progress = self.trainer.fit_loop.epoch_loop.batch_progress.current
+        if self.trainer.training and 0 < progress.completed < self.trainer.num_training_batches:
+            checkpoint["epoch_train_metrics"] = gathered(
+                {name: {k: v.detach().cpu() for k, v in getattr(self, name).metric_state.items()}
+                 for name in ("train_loss", "train_acc")})
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("epoch_train_metrics")
+        self._epoch_train_metrics = own_rank(saved, "epoch's training metrics") if saved else None
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        saved, self._epoch_train_metrics = getattr(self, "_epoch_train_metrics", None), None
+        for name, state in (saved or {}).items():  # the cut epoch's batches before the stop
+            getattr(self, name).merge_state({k: v.to(self.device) for k, v in state.items()})
 
     def _check_optimization(self) -> None:
         """Build the optimizer and scheduler once on a stand-in parameter, so a bad lr or

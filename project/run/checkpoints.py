@@ -239,7 +239,18 @@ class CheckpointOnInterrupt(Callback):
         path = None
         if folder is not None and trainer.state.fn == "fit":
             path = folder / INTERRUPTED
-            trainer.save_checkpoint(path)
+            loop = trainer.fit_loop.epoch_loop
+            total = loop.batch_progress.total
+            # Lightning adds one to the logging step when it resumes from a checkpoint saved with a
+            # batch in hand, as if it had been saved before that batch's step (its own are, at
+            # on_validation_end); this one is saved after it: one less, so TensorBoard's steps go on
+            # from where they stood, not one further.
+            in_hand = not (total.started == total.ready and total.processed == total.started == total.completed)
+            loop._batches_that_stepped -= in_hand
+            try:
+                trainer.save_checkpoint(path)
+            finally:
+                loop._batches_that_stepped += in_hand
         self.interrupted = (int(signum), str(path) if path else None)
 
 

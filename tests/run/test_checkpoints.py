@@ -86,6 +86,18 @@ def test_a_run_stopped_mid_epoch_resumes_at_its_next_batch_and_ends_bit_identica
                   for n in ("whole", "cut"))
     assert cut["global_step"] == whole["global_step"] == 40  # not 47: the cut epoch was not started again
     assert all(torch.equal(whole["state_dict"][k], cut["state_dict"][k]) for k in whole["state_dict"])
+    # what TensorBoard shows: the cut epoch's train/loss and train/acc average all its batches, as
+    # the uninterrupted run's do (the batches before the stop travel in interrupted.ckpt), one run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def curve(name, tag):
+        events = EventAccumulator(str(tmp_path / "logs" / name / "version_0"))
+        events.Reload()
+        return {e.step: e.value for e in events.Scalars(tag)}
+
+    for tag in ("train/loss", "train/acc", "val/loss"):
+        assert curve("cut", tag) == curve("whole", tag), tag
+    assert sorted(p.name for p in (tmp_path / "logs" / "cut").iterdir()) == ["version_0"]
 
 
 @pytest.mark.slow  # an end-to-end run of several processes; make test-all
