@@ -207,7 +207,8 @@ class ProjectCLI(LightningCLI):
                     print(finished, flush=True)
                     sys.exit(0)
                 else:
-                    self.notes.append(f"resuming from {resume.path} (after {resume.epochs_done} epoch{'s' * (resume.epochs_done != 1)}, step "
+                    done = resume.epochs_done
+                    self.notes.append(f"resuming from {resume.path} (after {done} epoch{'s' * (done != 1)}, step "
                                       f"{resume.checkpoint.get('global_step', 0)})")
             # --ckpt_path last (or a path in a run folder of this logger) continues that run in its own folder.
             folder = resume.run_folder if resume else None
