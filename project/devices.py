@@ -170,17 +170,23 @@ def who_went(own_rank: int) -> str:
     return ""
 
 
+def launched_by() -> str:
+    """"torchrun", "slurm" or "" (the project's own command, or Lightning's launcher)."""
+    import os
+
+    return "torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "slurm" if "SLURM_JOB_ID" in os.environ else ""
+
+
 def peer_lost(err: BaseException, saved: str | None) -> PeerLost:
     """The one-line stop for ``err``: this rank, the world, the failure's first line, ``saved`` (the
     checkpoint to resume from) and the launcher to run again."""
-    import os
 
     import torch.distributed as dist
 
     reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
     reason = reason.split("] ", 1)[-1] if reason.startswith("[") else reason  # gloo's source location
     reason = reason.split(". This is typically", 1)[0]
-    launcher = "torchrun" if "TORCHELASTIC_RUN_ID" in os.environ else "slurm" if "SLURM_JOB_ID" in os.environ else ""
+    launcher = launched_by()
     went = who_went(dist.get_rank())
     return PeerLost(dist.get_rank(), dist.get_world_size(), f"{went}; {reason}" if went else reason, saved, launcher)
 

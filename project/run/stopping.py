@@ -24,7 +24,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from project.devices import register_peers
+from project.devices import launched_by, register_peers
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -111,7 +111,10 @@ class RunInterrupted(Exception):
             return (f"{self}; during the test after fit: training finished and is saved in {self.saved}; run the test "
                     f"with: project fit --ckpt_path {self.saved} (and the same config)")
         if self.saved:
-            return f"{self}; saved {self.saved}; resume with: project fit --ckpt_path {self.saved} (and the same config)"
+            again = {"torchrun": f"the same torchrun command, with --ckpt_path {self.saved}",
+                     "slurm": f"the same srun command, with --ckpt_path {self.saved}"}.get(
+                launched_by(), f"project fit --ckpt_path {self.saved} (and the same config)")
+            return f"{self}; saved {self.saved}; resume with: {again}"
         return f"{self} before training began; saved nothing; run the same command again"
 
 

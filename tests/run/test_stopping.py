@@ -87,6 +87,41 @@ def test_any_stop_signal_to_any_process_stops_both_ranks_in_seconds(tmp_path, ta
     _check(tmp_path, *_stop_a_running_pair(tmp_path, target, signum), signum)
 
 
+@pytest.mark.slow  # a torchrun agent and its two workers; make test-all
+def test_sigterm_to_the_torchrun_agent_stops_every_worker_in_seconds(tmp_path):
+    """What a scheduler does to a torchrun job: SIGTERM to the agent. It passes the signal on to its
+    workers, which stop after the same batch and save; the agent then prints its own
+    SignalException traceback (torchrun's, not a rank's) and exits."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    agent = subprocess.Popen(
+        [str(torchrun), "--nproc_per_node=2", "--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", "-m", "project",
+         "fit", "--config", str(REPO / "configs" / "trainer" / "ddp_cpu.yaml"), "--trainer.max_epochs=2000",
+         "--early_stopping=null", "--trainer.enable_progress_bar=false"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    last = tmp_path / "logs" / "default" / "version_0" / "checkpoints" / "last.ckpt"
+    try:
+        deadline = time.time() + 180
+        while not last.exists():
+            assert agent.poll() is None and time.time() < deadline
+            time.sleep(0.1)
+        workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(agent.pid)], capture_output=True,
+                                                  text=True).stdout.split()]
+        time.sleep(0.5)
+        sent = time.time()
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=60)
+        seconds = time.time() - sent
+    finally:
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+    time.sleep(1)
+    assert seconds < 30 and len(workers) == 2 and not [w for w in workers if _alive(w)], (seconds, err[-2000:])
+    lines = [line for line in err.splitlines() if line.startswith("stopped by")]
+    assert lines == ["stopped by SIGTERM; saved logs/default/version_0/checkpoints/interrupted.ckpt; resume with: the "
+                     "same torchrun command, with --ckpt_path logs/default/version_0/checkpoints/interrupted.ckpt"], err
+    assert err.count("Traceback") == 1 and err.rstrip().endswith("got signal: 15"), err[-3000:]  # the agent's own
+
+
 def test_one_process_is_left_to_lightning(make_trainer, digits):
     """Without DDP the callback neither installs a handler nor makes a collective."""
     before = signal.getsignal(signal.SIGTERM)
