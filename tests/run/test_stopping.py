@@ -82,7 +82,8 @@ def test_sigterm_to_the_launching_process_stops_both_ranks_in_seconds(tmp_path):
 
 @pytest.mark.slow  # real 2-process runs, one per signal and target; make test-all
 @pytest.mark.parametrize("target, signum", [("rank1", signal.SIGTERM), ("group", signal.SIGTERM),
-                                            ("launcher", signal.SIGINT), ("group", signal.SIGINT)])
+                                            ("launcher", signal.SIGINT), ("rank1", signal.SIGINT),
+                                            ("group", signal.SIGINT)])
 def test_any_stop_signal_to_any_process_stops_both_ranks_in_seconds(tmp_path, target, signum):
     _check(tmp_path, *_stop_a_running_pair(tmp_path, target, signum), signum)
 
