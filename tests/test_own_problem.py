@@ -131,11 +131,10 @@ def test_a_setting_the_data_set_does_not_read_is_refused(capsys, flags, says):
 
 
 USER_MODULE = textwrap.dedent('''
-    """A user's own code, outside the project: a small residual network and a data module."""
+    """A user's own code, outside the project: a small residual network (the data module of one's own
+    is tests/own/data.py's Good: horizontal or vertical stripes)."""
     import torch
-    from lightning.pytorch import LightningDataModule
     from torch import nn
-    from torch.utils.data import DataLoader, TensorDataset
 
 
     class Residual(nn.Module):
@@ -159,34 +158,6 @@ USER_MODULE = textwrap.dedent('''
         def forward(self, x):
             x = self.blocks(torch.relu(self.stem(x)))
             return self.head(self.pool(x).flatten(1))
-
-
-    class Stripes(LightningDataModule):
-        """Horizontal or vertical stripes with noise: two classes a small network learns at once."""
-
-        def __init__(self, size: int = 256, batch_size: int = 32):
-            super().__init__()
-            self.size, self.batch_size = size, batch_size
-            self.num_classes, self.input_shape = 2, (1, 8, 8)
-
-        def setup(self, stage=None):
-            g = torch.Generator().manual_seed(0)
-            labels = torch.arange(self.size) % 2
-            images = torch.rand(self.size, 1, 8, 8, generator=g) * 0.5
-            images[labels == 0, :, ::2, :] += 1
-            images[labels == 1, :, :, ::2] += 1
-            n = self.size // 4
-            self.sets = {"train": TensorDataset(images[2 * n:], labels[2 * n:]),
-                         "val": TensorDataset(images[:n], labels[:n]), "test": TensorDataset(images[n:2 * n], labels[n:2 * n])}
-
-        def train_dataloader(self):
-            return DataLoader(self.sets["train"], batch_size=self.batch_size, shuffle=True)
-
-        def val_dataloader(self):
-            return DataLoader(self.sets["val"], batch_size=64)
-
-        def test_dataloader(self):
-            return DataLoader(self.sets["test"], batch_size=64)
 ''')
 
 
@@ -217,7 +188,7 @@ def test_a_plain_nn_module_trains_through_project_fit(tmp_path, capsys, user_mod
 
 
 def test_a_users_data_module_trains_and_what_it_lacks_steps_aside(tmp_path, capsys, user_module):
-    main(["fit", *QUICK, f"--data={user_module}.Stripes", "--data.size=1024", "--trainer.max_epochs=3"])
+    main(["fit", *QUICK, "--data=tests.own.data.Good", "--data.size=1024", "--trainer.max_epochs=3"])
     captured = capsys.readouterr()
     assert summary_value(captured.out, "test accuracy") >= 0.9
     notes = [line for line in captured.err.splitlines() if line.startswith("note:")]
@@ -228,7 +199,7 @@ def test_a_users_network_and_data_module_in_make_compare(tmp_path, user_module):
     import project.lab.compare as lab
 
     rows, results = lab.compare(["baseline"], [0, 1], name="mine", output=str(tmp_path / "out"), jobs=1,
-                                extra=[f"--model.net={user_module}.TinyResNet", f"--data={user_module}.Stripes",
+                                extra=[f"--model.net={user_module}.TinyResNet", "--data=tests.own.data.Good",
                                        "--data.size=1024", "--trainer.max_epochs=3"],
                                 echo=lambda line: None)
     assert [r["status"] for r in results] == ["ok", "ok"] and rows[0]["test_acc_mean"] >= 0.9
