@@ -13,6 +13,8 @@ import json
 import subprocess
 import sys
 
+from project.errors import first_line
+
 
 def precision_for(precision: str, accelerator: str | None, cuda_available: bool, native_bf16: bool) -> str:
     """The precision to run: bf16-mixed becomes 16-mixed on a CUDA GPU without native bf16, and
@@ -180,10 +182,9 @@ def launched_by() -> str:
 def peer_lost(err: BaseException, saved: str | None) -> PeerLost:
     """The one-line stop for ``err``: this rank, the world, the failure's first line, ``saved`` (the
     checkpoint to resume from) and the launcher to run again."""
-
     import torch.distributed as dist
 
-    reason = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    reason = first_line(err, type(err).__name__)
     reason = reason.split("] ", 1)[-1] if reason.startswith("[") else reason  # gloo's source location
     reason = reason.split(". This is typically", 1)[0]
     launcher = launched_by()

@@ -50,6 +50,11 @@ def shown(value: Any) -> str:
     return text if len(text) <= 200 else f"{text[:60]}...({len(text):,} characters)"
 
 
+def first_line(err: BaseException, default: str = "") -> str:
+    """An error's first non-empty line, stripped: what a one-line message quotes of it."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), default)
+
+
 def fail(setting: str, value: Any, allowed: str, why: str = "") -> NoReturn:
     raise SettingError(setting, value, allowed, why)
 
@@ -174,7 +179,7 @@ def import_problem(class_path: str) -> str:
     try:
         found = importlib.import_module(module)
     except Exception as err:  # the user's module: any error of its own stops the import
-        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        first = first_line(err, type(err).__name__)
         return (f" (importing {module} failed: {type(err).__name__}: {first}; the module must be importable: run "
                 f"from the folder that holds it with PYTHONPATH=. or pip install -e your package)")
     if not hasattr(found, name):

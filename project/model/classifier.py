@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from project import memory
 from project.data.datamodule import CLEAN_TRAIN_LOADER
 from project.devices import gathered, own_rank
-from project.errors import SettingError, fail, is_finite_number
+from project.errors import SettingError, fail, first_line, is_finite_number
 from project.model import schedules, zoo
 from project.model.nn import ConvNet, Network, layer_weights, network_class
 
@@ -329,7 +329,7 @@ def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_class
     except Exception as err:
         if target.__module__.startswith("project."):
             raise
-        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        first = first_line(err)
         path = f"{target.__module__}.{target.__qualname__}"
         fail("model.net", path, f"a constructor that takes the data's shape and classes by the names input_shape "
              f"and num_classes, and settings it accepts (--model.net.help {path} lists them)",

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from project.errors import choice, fail
+from project.errors import choice, fail, first_line
 from project.model.nn import INITS, NORMS, Network, _check_input, init_weights, layer_weights, network_class
 
 # Sizes tried, in order, for a network that cannot take the data's own.
@@ -79,7 +79,7 @@ def _fits(build, channels: int, size: tuple[int, int], failures: list | None = N
         if isinstance(err, ValueError) and type(err).__name__ == "SettingError":
             raise
         if failures is not None:
-            failures.append(next((line for line in str(err).splitlines() if line.strip()), type(err).__name__))
+            failures.append(first_line(err, type(err).__name__))
         return None
 
 

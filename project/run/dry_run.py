@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from project.errors import fail
+from project.errors import fail, first_line
 
 _WHERE = "where to fix it: the network's forward"
 
@@ -46,7 +46,7 @@ def dry_run(model, images: torch.Tensor, labels: torch.Tensor) -> None:
         with torch.no_grad():
             out = net(images)
     except Exception as err:
-        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        first = first_line(err)
         fail("model.net", name, f"a network whose forward takes a batch of shape {tuple(images.shape)} "
              f"([batch, {', '.join(map(str, expected))}])", f"raised {type(err).__name__} on one: {first[:300]}")
     finally:
@@ -84,7 +84,7 @@ def _training_pass(net: torch.nn.Module, name: str, images: torch.Tensor, labels
             try:
                 out = net(images)
             except Exception as err:
-                first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+                first = first_line(err)
                 fail("model.net", name, f"a network whose forward works in training mode too ({_WHERE})",
                      f"raised {type(err).__name__} in training mode: {first[:300]}")
             if not isinstance(out, torch.Tensor) or not out.requires_grad:

@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
-from project.errors import SettingError, fail, is_integer
+from project.errors import SettingError, fail, first_line, is_integer
 from project.run.dry_run import dry_run
 
 CLASSES = "an integer >= 2, the number of classes (the network's output width)"
@@ -94,7 +94,7 @@ def _stopped(data, allowed: str, why: str, err: Exception | None = None):
     if isinstance(err, SettingError):
         raise err
     if err is not None:
-        first = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+        first = first_line(err)
         why = f"{why}: {type(err).__name__}: {first[:300]}"
     fail("data", name_of(data), allowed, why)
 
@@ -196,7 +196,7 @@ def construction_error(err: BaseException) -> SettingError | None:
     own = own_constructor(err)
     if own is None:
         return None
-    (name, inner), first = own, next((line.strip() for line in str(own[1]).splitlines() if line.strip()), "")
+    (name, inner), first = own, first_line(own[1])
     return SettingError("data", name, f"settings its constructor accepts (--data.help {name} lists them)",
                         f"raised {type(inner).__name__} while being built: {first[:300]}")
 
