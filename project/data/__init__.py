@@ -6,7 +6,8 @@ normalization, batched augmentation and streaming, gathered in ``ImageDataModule
     splits.py      the stratified split and the normalization statistics, summed a chunk at a time
     augment.py     batched augmentation with a random draw per sample
     stream.py      data.stream: LitData chunks (project prepare), the cache, resumable loaders
-    datamodule.py  ImageDataModule: the splits, loaders (sharded under DDP), augmentation state
+    resume.py      what a data module keeps in a checkpoint: augmentation streams, a cut epoch, a stream's position
+    datamodule.py  ImageDataModule: the splits, loaders (sharded under DDP), augmentation, data.test_unused
 
 May import: ``project.errors``, ``project.devices``, ``project.memory`` and this package.
 """

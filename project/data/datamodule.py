@@ -11,7 +11,6 @@ import inspect
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +18,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
+from project.data import resume
 from project.data.augment import AugmentSpec, BatchAugment
 from project.data.datasets import DATASET_SETTINGS, DATASETS
 from project.data.splits import (
@@ -29,13 +29,14 @@ from project.data.splits import (
     chunk_images,
     split_plan,
 )
-from project.devices import gathered, own_rank
 from project.errors import DataError, SettingError, choice, fail
 from project.memory import machine_memory
 
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
 CLEAN_TRAIN_LOADER = 1
+# test_dataloader's second loader (data.test_unused) is the training split's unused samples (unused/acc).
+UNUSED_LOADER = 1
 DEFAULT_DATA_DIR = "data"
 
 
@@ -66,6 +67,7 @@ class ImageDataModule(LightningDataModule):
         test_fraction: float = 0.2,
         train_size: int | None = None,
         clean_train_size: int | None = None,
+        test_unused: bool = False,
         normalize: Literal["standardize", "minmax", "none"] = "standardize",
         augment: list[AugmentSpec] | None = None,
         batch_size: int = 64,
@@ -101,6 +103,10 @@ class ImageDataModule(LightningDataModule):
                 evaluated after each validation like the validation split (eval mode, no
                 augmentation): train/acc_clean, gap/acc, bias and variance. null: as large as the
                 validation split (or the whole training split if smaller); 0: off.
+            test_unused: the test also measures the training split's samples that train_size leaves out
+                (unused/acc, and unseen/acc over them and the test split together): images no training
+                and no choice by validation has seen, many more than the validation split (the lab's
+                dev side of the gap). Needs a train_size; one as large as the training split leaves none.
             normalize: standardize (per-channel mean/std), minmax (per-channel to [0, 1]) or none
                 (pixels / 255); statistics come from the training split only.
             augment: training-only augmentation, a list of names or {name: ..., setting: value}
@@ -139,6 +145,10 @@ class ImageDataModule(LightningDataModule):
                  f"with data.val_fraction={val_fraction} leaves no training split")
         if train_size is not None and train_size < 2:
             fail("data.train_size", train_size, "an integer >= 2 or null (all)")
+        if test_unused and (train_size is None or stream):
+            fail("data.test_unused", test_unused, "true with a data.train_size smaller than the training split, "
+                 "in memory (no data.stream)", "has no unused training samples to test" if train_size is None else
+                 "is not read from a stream")
         if Path(data_dir).exists() and not Path(data_dir).is_dir():
             fail("data.data_dir", data_dir, "a folder (made if missing)", "is a file")
         if clean_train_size is not None and clean_train_size < 0:
@@ -171,7 +181,7 @@ class ImageDataModule(LightningDataModule):
         self._shape, self._classes = self.info.shape_for(self.hparams), self.info.classes_for(self.hparams)
         self.augmentation = BatchAugment(DEFAULT_AUGMENT if augment is None else augment)
         self.augmentation.check_image_size(*self.input_shape[1:])
-        self.train_set = self.val_set = self.test_set = self.train_clean_set = None
+        self.train_set = self.val_set = self.test_set = self.train_clean_set = self.unused_set = None
         self.mean = self.std = None
         self._loaded = False
         self._augment_state: torch.Tensor | None = None
@@ -222,8 +232,8 @@ class ImageDataModule(LightningDataModule):
             raise DataError("data.dataset", hp.dataset, f"images of shape {self.input_shape}",
                             f"gives images of shape {tuple(images.shape[1:])}")
         try:  # what the set does not bring is split off its training images, stratified
-            train_idx, val_idx, test_idx, part = split_plan(labels.numpy(), hp, len(splits.val[1]) if splits.val else None,
-                                                            splits.test is not None)
+            train_idx, val_idx, test_idx, part, unused = split_plan(labels.numpy(), hp, len(splits.val[1]) if splits.val else None,
+                                                                    splits.test is not None)
         except SettingError as err:  # a setting that does not fit this data set's size
             raise DataError(err.setting, err.value, err.allowed, f"{err.why} of data set {hp.dataset} "
                             f"({len(labels)} samples)") from None
@@ -235,6 +245,8 @@ class ImageDataModule(LightningDataModule):
         self.test_set = TensorBatches(*splits.test) if splits.test else TensorBatches(images, labels, test_idx)
         if part is not None:
             self.train_clean_set = TensorBatches(images, labels, train_idx[torch.from_numpy(part)])
+        if hp.test_unused and len(unused):  # (a train_size as large as the split leaves none: nothing more to test)
+            self.unused_set = TensorBatches(images, labels, torch.from_numpy(unused))
         stats = RunningStats(images.shape[1])
         for chunk in self.train_set.chunks(chunk_images(images.shape[1:])):
             stats.add(chunk)
@@ -315,8 +327,9 @@ class ImageDataModule(LightningDataModule):
             return val
         return [val, self._eval_loader(self.train_clean_set)]
 
-    def test_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.test_set)
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
+        test = self._eval_loader(self.test_set)
+        return test if self.unused_set is None else [test, self._eval_loader(self.unused_set)]
 
     def predict_dataloader(self) -> DataLoader:  # every image, in order, in each process (rank 0 writes them)
         if self.hparams.stream:
@@ -373,35 +386,10 @@ class ImageDataModule(LightningDataModule):
                       f"{device.type}; rank {rank} starts its stream afresh from data.seed", file=sys.stderr, flush=True)
             self._augment_state = None
 
-    # each rank's augmentation stream (and, streaming, its loader's position) travels in
-    # checkpoints, for an exact resume
+    # each rank's augmentation stream, where a cut epoch stood and a stream's position travel in
+    # checkpoints, for an exact resume (project/data/resume.py)
     def state_dict(self) -> dict:
-        gen = self.augmentation.generator
-        own = gen.get_state() if gen is not None else None
-        trainer = self.trainer
-        progress = trainer.fit_loop.epoch_loop.batch_progress.current if trainer is not None else None
-        if progress is not None and trainer.training and progress.ready > progress.completed:
-            own = getattr(self, "_augment_before", own)  # stopped with a batch augmented but not trained
-        state = {"augment_rng": gathered(own)}
-        sampler = getattr(self, "_train_sampler", None)
-        if progress is not None and sampler is not None and not self.hparams.stream:  # where a cut epoch stood
-            state["epoch_order"] = gathered({"seed": getattr(sampler, "seed", None), "trained": progress.completed,
-                                             "batches": trainer.num_training_batches})
-        if self.hparams.stream:
-            loader = getattr(self, "_train_loader", None)
-            state["stream_position"] = gathered(loader.state_dict() if loader is not None else None)
-        return state
+        return resume.state_of(self)
 
     def load_state_dict(self, state: dict) -> None:
-        saved = state.get("augment_rng")
-        self._augment_state = own_rank(saved, "augmentation stream") if isinstance(saved, list) else saved
-        self.augmentation.generator = None
-        # The training loader is made after this (Lightning restores the data module first) and
-        # continues from here: mid-epoch, at the batch after the last one trained.
-        positions = state.get("stream_position") if self.hparams.stream else None
-        self._stream_position = own_rank(positions, "streaming position") if positions else None
-        order = own_rank(state["epoch_order"], "epoch order") if state.get("epoch_order") else None
-        cut = order is not None and 0 < order["trained"] < order["batches"]
-        self._cut_epoch = order if cut and not self.hparams.stream else None
-        if self._cut_epoch is not None:  # Lightning's warning does not know the sampler continues the epoch
-            warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+        resume.restore(self, state)

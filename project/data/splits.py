@@ -118,14 +118,17 @@ def split_indices(labels: np.ndarray, val_fraction: float, test_fraction: float,
 def split_plan(labels: np.ndarray, settings, brought_val: int | None, brought_test: bool):
     """The split both paths (in memory, streamed) make of a set's training labels: train, val and
     test indices (val and test empty where the set brings its own; ``brought_val`` is the size of
-    its validation split) and the clean training subset as positions in train (None: off)."""
-    train, val, test = split_indices(labels, 0.0 if brought_val is not None else settings["val_fraction"],
-                                     0.0 if brought_test else settings["test_fraction"], settings["train_size"],
-                                     settings["seed"])
+    its validation split), the clean training subset as positions in train (None: off), and the
+    unused indices: the training split's samples that ``train_size`` leaves out (sorted)."""
+    fractions = (0.0 if brought_val is not None else settings["val_fraction"], 0.0 if brought_test else settings["test_fraction"])
+    train, val, test = split_indices(labels, *fractions, settings["train_size"], settings["seed"])
+    unused = np.array([], dtype=np.int64)
+    if settings["train_size"] is not None:  # the same val and test carves, then everything train_size left
+        unused = np.setdiff1d(split_indices(labels, *fractions, None, settings["seed"])[0], train)
     size = settings["clean_train_size"]
     size = (brought_val if brought_val is not None else len(val)) if size is None else size
     # The same images every epoch, so the curve moves with the model, not with the draw.
-    return train, val, test, stratified_part(labels[train], size, settings["seed"]) if size else None
+    return train, val, test, stratified_part(labels[train], size, settings["seed"]) if size else None, unused
 
 
 def stratified_part(labels: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -105,7 +105,7 @@ def _plan(info, settings, shape) -> tuple[dict, object, str]:
         sources = keep
         read = functools.partial(_read_tensor, images=torch.cat(parts) if len(parts) > 1 else parts[0])
     items, labels = sources["train"]
-    train_idx, val_idx, test_idx, part = split_plan(labels, settings, len(sources["val"][1]) if "val" in sources else None,
+    train_idx, val_idx, test_idx, part, _ = split_plan(labels, settings, len(sources["val"][1]) if "val" in sources else None,
                                                     "test" in sources)
     plan = {"train": (items[train_idx], labels[train_idx]),
             "val": sources.get("val") or (items[val_idx], labels[val_idx]),

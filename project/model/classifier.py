@@ -20,7 +20,7 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from project import memory
-from project.data.datamodule import CLEAN_TRAIN_LOADER
+from project.data.datamodule import CLEAN_TRAIN_LOADER, UNUSED_LOADER
 from project.devices import gathered, own_rank
 from project.errors import SettingError, fail, first_line, is_finite_number
 from project.model import schedules, zoo
@@ -47,7 +47,9 @@ TRAIN_LOSS, TRAIN_ACC = "train/loss", "train/acc"              # running, on aug
 CLEAN_LOSS, CLEAN_ACC = "train/loss_clean", "train/acc_clean"  # a fixed training subset, eval mode, no augmentation
 VAL_LOSS, VAL_ACC, VAL_ACC_BEST = "val/loss", "val/acc", "val/acc_best"
 TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
-TEST_METRICS = (TEST_LOSS, TEST_ACC)
+# data.test_unused: the training samples train_size leaves out, and those with the test split together
+UNUSED_LOSS, UNUSED_ACC, UNSEEN_ACC = "unused/loss", "unused/acc", "unseen/acc"
+TEST_METRICS = (TEST_LOSS, TEST_ACC, UNUSED_LOSS, UNUSED_ACC, UNSEEN_ACC)
 GAP, BIAS, VARIANCE = "gap/acc", "diagnosis/bias", "diagnosis/variance"
 WEIGHT_NORM, ZERO_FRACTION, NEAR_ZERO_FRACTION = "weights/l2_norm", "weights/zero_fraction", "weights/near_zero_fraction"
 PENALTY = "train/penalty"  # logged by project.model.callbacks.WeightPenalty when a penalty is on
@@ -65,7 +67,7 @@ def fit_metrics(clean_train: bool = True, penalty: bool = False) -> list[str]:
 
 # train_clean: a fixed subset of the training split in eval mode, without augmentation (the data
 # module's clean-train validation loader): the training accuracy that is comparable with validation's.
-STAGES = ("train", "train_clean", "val", "test")
+STAGES = ("train", "train_clean", "val", "test", "unused")
 # |w| below this counts as near zero in weights/near_zero_fraction.
 NEAR_ZERO = 1e-3
 
@@ -161,6 +163,7 @@ class ImageClassifier(LightningModule):
         for stage in STAGES:  # train_acc, train_loss, train_clean_acc, val_acc ...
             setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro", validate_args=False))
             setattr(self, f"{stage}_loss", MeanMetric(nan_strategy="disable"))
+        self.unseen_acc = MulticlassAccuracy(num_classes, average="micro", validate_args=False)  # test + unused
         self.val_acc_best = MaxMetric()
         self.val_acc_best.persistent(True)  # travels in checkpoints, for resumed runs
 
@@ -203,7 +206,7 @@ class ImageClassifier(LightningModule):
 
     # Each stage's (loss, accuracy) metric names.
     STAGE_METRICS = {"train": (TRAIN_LOSS, TRAIN_ACC), "train_clean": (CLEAN_LOSS, CLEAN_ACC),
-                     "val": (VAL_LOSS, VAL_ACC), "test": (TEST_LOSS, TEST_ACC)}
+                     "val": (VAL_LOSS, VAL_ACC), "test": (TEST_LOSS, TEST_ACC), "unused": (UNUSED_LOSS, UNUSED_ACC)}
 
     def _log_epoch(self, stage: str) -> None:
         # Logging the metric objects: Lightning computes them (synced across devices), then resets.
@@ -219,11 +222,19 @@ class ImageClassifier(LightningModule):
         # The logits go to callbacks (confusion matrix, misclassified images) without a second pass.
         return self._step(batch, "train_clean" if dataloader_idx == CLEAN_TRAIN_LOADER else "val")[1].detach()
 
-    def test_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "test")[1].detach()
+    def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        # data.test_unused's second loader: the training samples that train_size leaves out
+        logits = self._step(batch, "unused" if dataloader_idx == UNUSED_LOADER else "test")[1].detach()
+        self.unseen_acc.update(logits, batch[1])
+        return logits
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")
+        if self.unused_acc.update_called:  # unseen/acc: the test split and the unused samples together
+            self._log_epoch("unused")
+            self.log(UNSEEN_ACC, self.unseen_acc, add_dataloader_idx=False)
+        else:
+            self.unseen_acc.reset()
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -133,3 +133,42 @@ def test_the_run_summary_states_the_effective_batch(tmp_path, monkeypatch, capsy
     assert "effective batch     64 = 32 per process x 1 process x 2 accumulated" in capsys.readouterr().out
     summary = json.loads((tmp_path / "logs" / "default" / "version_0" / "summary.json").read_text())
     assert summary["batch"] == {"per_process": 32, "processes": 1, "accumulation": 2, "effective": 64}
+
+
+def test_test_unused_measures_the_training_images_train_size_leaves_out(make_trainer):
+    """unused/acc is the tested weights' accuracy on exactly the training split's samples outside the
+    500 trained on, by plain PyTorch; unseen/acc is those and the test split together."""
+    from project.model.classifier import TEST_ACC, UNSEEN_ACC, UNUSED_ACC, ImageClassifier
+
+    torch.manual_seed(0)
+    dm = ImageDataModule(train_size=500, test_unused=True, augment=[])
+    model = ImageClassifier()
+    trainer = make_trainer(max_epochs=2, limit_val_batches=0)
+    trainer.fit(model, dm)
+    metrics = trainer.test(model, dm, verbose=False)
+    logged = {k: v for d in metrics for k, v in d.items()}
+    whole = ImageDataModule()
+    whole.setup()
+    assert len(dm.unused_set) == len(whole.train_set) - 500 == 757
+    assert not set(dm.unused_set.index.tolist()) & set(dm.train_set.index.tolist())
+    model.eval()
+
+    def right(split) -> int:
+        with torch.no_grad():
+            return int((model(dm.prepare(split.images)).argmax(1) == split.labels).sum())
+
+    unused, test = right(dm.unused_set), right(dm.test_set)
+    assert logged[UNUSED_ACC] == pytest.approx(unused / 757, abs=1e-6)
+    assert logged[TEST_ACC] == pytest.approx(test / len(dm.test_set), abs=1e-6)
+    assert logged[UNSEEN_ACC] == pytest.approx((unused + test) / (757 + len(dm.test_set)), abs=1e-6)
+
+
+def test_test_unused_needs_unused_samples_in_memory():
+    with pytest.raises(SettingError, match=r"data.test_unused=True has no unused training samples to test; allowed: "
+                                           r"true with a data.train_size"):
+        ImageDataModule(test_unused=True)
+    with pytest.raises(SettingError, match=r"data.test_unused=True is not read from a stream"):
+        ImageDataModule(test_unused=True, train_size=100, stream=True)
+    everything = ImageDataModule(test_unused=True, train_size=1257)  # the whole training split: nothing more to test
+    everything.setup()
+    assert everything.unused_set is None and not isinstance(everything.test_dataloader(), list)

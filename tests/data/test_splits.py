@@ -46,19 +46,29 @@ SETTINGS = {"val_fraction": 0.1, "test_fraction": 0.2, "train_size": None, "seed
 
 def test_split_plan_clean_subset_is_inside_train_and_as_large_as_val():
     labels = np.arange(1000) % 10
-    train, val, test, clean = split_plan(labels, SETTINGS, None, False)
+    train, val, test, clean, unused = split_plan(labels, SETTINGS, None, False)
     assert (len(train), len(val), len(test)) == (700, 100, 200)
     assert len(clean) == len(val) == 100 and clean.max() < len(train)  # positions in train, not indices of the set
     assert np.bincount(labels[train[clean]]).tolist() == [10] * 10
+    assert len(unused) == 0  # every training sample is trained on
+
+
+def test_split_plan_unused_is_the_training_split_that_train_size_leaves_out():
+    labels = np.arange(1000) % 10
+    whole, val, test, _, _ = split_plan(labels, SETTINGS, None, False)
+    train, val2, test2, _, unused = split_plan(labels, {**SETTINGS, "train_size": 100}, None, False)
+    assert (val2 == val).all() and (test2 == test).all()  # train_size carves the training split only
+    assert len(train) == 100 and len(unused) == 600 and sorted([*train, *unused]) == sorted(whole)
+    assert not set(unused) & (set(train) | set(val) | set(test))
 
 
 def test_split_plan_leaves_the_sets_own_splits_alone():
     """A set that brings its test split (and a validation split of 50) gets neither carved again;
     the clean subset follows the brought validation size, and 0 turns it off."""
     labels = np.arange(600) % 10
-    train, val, test, clean = split_plan(labels, SETTINGS, 50, True)
+    train, val, test, clean, unused = split_plan(labels, SETTINGS, 50, True)
     assert len(train) == 600 and len(val) == 0 and len(test) == 0 and len(clean) == 50
-    *_, off = split_plan(labels, {**SETTINGS, "clean_train_size": 0}, None, False)
+    *_, off, _ = split_plan(labels, {**SETTINGS, "clean_train_size": 0}, None, False)
     assert off is None
 
 
