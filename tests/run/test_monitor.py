@@ -20,9 +20,10 @@ def test_everything_lands_in_tensorboard(tensorboard_run):
     for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "val/acc_best", "gap/acc", "test/loss",
                 "test/acc", "train/penalty", "lr-SGD", "grad_norm/total", "grad_norm/block0", "grad_norm/head0", "grad_norm/logits"):
         assert tag in tags["scalars"], tag
-    # the logged learning rate is the scheduler's, at every step: 0.1 for epoch 0, 0.05 for epoch 1
+    # the logged learning rate is the scheduler's: 0.1 for epoch 0 (steps 0-3), 0.05 for epoch 1 (steps
+    # 4-7), written where it changes, so the chart is that step function and not a ramp between epochs
     lrs = [(e.step, e.value) for e in events.Scalars("lr-SGD")]
-    assert lrs == [(s, pytest.approx(0.1 * 0.5 ** (s // 4))) for s in range(8)]
+    assert lrs == [(0, pytest.approx(0.1)), (3, pytest.approx(0.1)), (4, pytest.approx(0.05)), (7, pytest.approx(0.05))]
     # histograms: one value per weight, per activation of the fixed batch
     # weights, gradients, gradient norms and activations name a layer the same way
     layers = {"block0": model.net.blocks[0][0], "block2": model.net.blocks[2][0], "head0": model.net.head[0],
@@ -89,3 +90,44 @@ def test_histograms_use_the_same_fixed_batch():
     model.train()
     assert all(torch.equal(first[k], v) for k, v in hist.block_outputs(model, dm).items())
     assert model.training  # restored
+
+
+def test_the_rate_is_written_where_it_changes_and_draws_every_schedule(tmp_path, make_trainer):
+    """A warm-up changes the rate every step: every step is written. A constant rate: its first and
+    last step. Between two written points TensorBoard draws a line, so each chart is the schedule."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    def rates(**model):
+        torch.manual_seed(0)
+        logger = TensorBoardLogger(tmp_path, name="lr", default_hp_metric=False)
+        trainer = make_trainer(max_epochs=2, limit_train_batches=4, limit_val_batches=1, logger=logger,
+                               callbacks=[StepLearningRate(logging_interval="step")], enable_autolog_hparams=False)
+        trainer.fit(ImageClassifier(optimizer=lambda p: torch.optim.SGD(p, lr=0.1), **model), ImageDataModule(batch_size=32))
+        events = EventAccumulator(logger.log_dir, size_guidance={"scalars": 0})
+        events.Reload()
+        return [(e.step, round(e.value, 6)) for e in events.Scalars("lr-SGD")]
+
+    warm = rates(warmup_steps=4, warmup_start_factor=0.25)
+    assert [s for s, _ in warm] == list(range(5)) + [7]  # the warm-up's 4 steps and the rate it reaches, then the end
+    assert [v for _, v in warm] == [0.025, 0.04375, 0.0625, 0.08125, 0.1, 0.1]
+    assert rates() == [(0, 0.1), (7, 0.1)]
+
+
+def test_gradient_norms_are_the_gradients_own(tensorboard_run):
+    """The logged norms equal torch's on the gradients of that step (captured by hand after the monitor)."""
+    from lightning.pytorch import Callback
+
+    seen = {}
+
+    class Capture(Callback):
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            if trainer.global_step == 2:  # a logging step (log_every_n_steps=2)
+                seen["block0"] = float(pl_module.net.blocks[0][0].weight.grad.norm())
+                seen["logits"] = float(pl_module.net.head[4].weight.grad.norm())
+                seen["total"] = float(torch.nn.utils.get_total_norm([p.grad for p in pl_module.parameters()]))
+
+    events, _, _ = tensorboard_run([GradientNorms(), Capture()], epochs=1)
+    for name, value in seen.items():
+        logged = {e.step: e.value for e in events.Scalars(f"grad_norm/{name}")}
+        assert logged[2] == pytest.approx(value, rel=1e-5), name
