@@ -16,7 +16,9 @@ comma := ,
 SEEDS ?= $(if $(DECIDE),0$(comma)1$(comma)2,0$(comma)1$(comma)2$(comma)3$(comma)4)
 MAX_SEEDS ?= 12
 MARGIN ?= 0.01
+ERROR ?= fdr
 CLAIMS ?= configs/lab/lecture.yaml
+BASELINE ?=
 VARY ?= both
 JOBS ?=
 DATASET ?=
@@ -35,7 +37,8 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: CONFIG=path.yaml EXPERIMENT=name ARGS='--trainer.max_epochs=5 ...'"
 	@echo "             EXPERIMENTS=baseline,dropout SEEDS=0,1,2 VARY=both|data|init JOBS=2 DATASET=mnist NAME=study (make compare)"
-	@echo "             DECIDE=1 MAX_SEEDS=12 MARGIN=0.01 CLAIMS=configs/lab/lecture.yaml (make compare: seeds until decided)"
+	@echo "             DECIDE=1 MAX_SEEDS=12 MARGIN=0.01 ERROR=fdr|fwer CLAIMS=configs/lab/lecture.yaml (make compare: seeds until decided)"
+	@echo "             BASELINE=my/baseline.yaml (make compare, make curve: instead of configs/experiment/baseline.yaml)"
 	@echo "             STORAGE=postgresql://... NAME=study (make compare on several machines, make compare-report)"
 	@echo "             SPACE=configs/search/default.yaml TRIALS=20 STORAGE=postgresql://... NAME=study (make search)"
 
@@ -70,14 +73,15 @@ compare: install ## run experiments over seeds, write logs/compare/NAME/ (EXPERI
 	$(BIN)/python -m project.lab --seeds $(SEEDS) --vary $(VARY) --name $(NAME) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(EXPERIMENTS),--experiments $(EXPERIMENTS)) $(if $(DATASET),--dataset $(DATASET)) \
 		$(if $(REPLICATE),--replicate) $(if $(DECIDE),--until-decided --max-seeds $(MAX_SEEDS) --margin $(MARGIN) \
-		--claims $(CLAIMS)) $(if $(STORAGE),--storage $(STORAGE)) $(if $(ARGS),-- $(ARGS))
+		--error $(ERROR) --claims $(CLAIMS)) $(if $(BASELINE),--baseline $(BASELINE)) $(if $(STORAGE),--storage $(STORAGE)) \
+		$(if $(ARGS),-- $(ARGS))
 
 compare-report: install ## a shared study's report from its storage alone, on any machine (NAME= STORAGE=postgresql://...)
 	$(BIN)/python -m project.lab --report --name $(NAME) --storage $(STORAGE)
 
 curve: install ## a learning or dose curve: the baseline over one setting's values, write logs/compare/curve_NAME/ (SWEEP= SEEDS=0,1,2)
 	$(BIN)/python -m project.lab --sweep $(SWEEP) --seeds $(CURVE_SEEDS) --name curve_$(NAME) $(if $(JOBS),--jobs $(JOBS)) \
-		$(if $(ARGS),-- $(ARGS))
+		$(if $(BASELINE),--baseline $(BASELINE)) $(if $(ARGS),-- $(ARGS))
 
 search: install ## Optuna search over a YAML space, write logs/search/NAME/ (SPACE= TRIALS=20 NAME= STORAGE= ARGS=)
 	$(BIN)/python -m project.search --space $(SPACE) --trials $(TRIALS) --name $(NAME) \

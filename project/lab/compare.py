@@ -12,32 +12,28 @@ configuration; a rerun skips it only while that key is unchanged.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import inspect
-import io
 import json
 import logging
 import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from project.errors import ArgumentParser, SettingError, choice, fail, from_line, is_integer, stop
+from project.errors import ArgumentParser, SettingError, choice, fail, is_integer, stop
+from project.lab import claims as claims_file
 from project.lab import runs
-from project.lab.decide import CLAIMS_FILE, MARGIN, Plan, decide, experiments_of, load_claims
+from project.lab.configs import RunArgs, check_configs, describe, varied_settings
+from project.lab.decide import MARGIN, Plan, decide, experiments_of
+from project.lab.experiments import DEFAULT, Baseline, check_config_file, resolve
+from project.lab.experiments import check as check_experiment
 from project.lab.report import write_study
 from project.lab.shared import HEARTBEAT, report_from_storage, run_workers
 from project.run.checks import MAX_SEED
-from project.run.cli import CONFIG_DIR, ProjectCLI
-from project.run.hparams import flatten_settings
 from project.run.paths import check_folder_name, check_output
 from project.run.progress import quiet_lightning
 from project.storage import StorageError, check_storage, masked
 
-EXPERIMENT_DIR = CONFIG_DIR / "experiment"
 TECHNIQUES = ["baseline", "l1", "l2", "weight_decay", "dropout", "batchnorm", "augment", "early_stopping",
               "label_smoothing", "all"]
 VARY = ("both", "data", "init")
@@ -45,20 +41,6 @@ VARY = ("both", "data", "init")
 
 class StudyInterrupted(Exception):
     """SIGINT or SIGTERM: the study stops at once."""
-
-
-def available_experiments() -> list[str]:
-    return sorted(p.stem for p in EXPERIMENT_DIR.glob("*.yaml"))
-
-
-def experiment_args(name: str) -> list[str]:
-    """The config files of one experiment: the baseline, then its own overrides. A point of a
-    sweep, ``<setting>=<value>``, is the baseline with that one setting changed."""
-    if "=" in name:
-        setting, _, value = name.partition("=")
-        return ["--config", str(EXPERIMENT_DIR / "baseline.yaml"), f"--{setting}={value}"]
-    files = [EXPERIMENT_DIR / "baseline.yaml"] + ([EXPERIMENT_DIR / f"{name}.yaml"] if name != "baseline" else [])
-    return [arg for f in files for arg in ("--config", str(f))]
 
 
 def sweep_points(sweep: str) -> list[str]:
@@ -70,67 +52,6 @@ def sweep_points(sweep: str) -> list[str]:
     if len(set(points)) < len(points):
         fail("--sweep", sweep, "each value once", "repeats a value")
     return [f"{setting.strip()}={v}" for v in points]
-
-
-def seed_args(seed: int, vary: str, data_seed: bool = True) -> list[str]:
-    """``both``: the seed sets the initialization and the data (split, training subset, augmentation
-    stream); ``init`` or ``data``: only that one, the other stays at seed 0. A data module of the
-    user's own without a ``seed`` setting (``data_seed`` false) gets the initialization's seed only."""
-    return [f"--seed_everything={seed if vary in ('both', 'init') else 0}",
-            *([f"--data.seed={seed if vary in ('both', 'data') else 0}"] if data_seed else [])]
-
-
-def run_args(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], data_seed: bool = True) -> list[str]:
-    return ["fit", *experiment_args(name), *extra, *seed_args(seed, vary, data_seed),
-            f"--trainer.logger.init_args.save_dir={runs_dir}", f"--trainer.logger.init_args.name={name}",
-            f"--trainer.logger.init_args.version=seed_{seed}", "--trainer.enable_model_summary=false",
-            "--trainer.enable_progress_bar=false"]
-
-
-@dataclass(frozen=True)
-class RunArgs:
-    """The flags of a study's run: ``RunArgs(...)(experiment, seed)`` (a class, so a worker process gets it)."""
-    vary: str
-    runs_dir: Path
-    extra: list[str]
-    seeded: dict[str, bool]
-
-    def __call__(self, experiment: str, seed: int) -> list[str]:
-        return run_args(experiment, seed, self.vary, self.runs_dir, self.extra, self.seeded[experiment])
-
-
-def check_configs(names: list[str], extra: list[str], vary: str,
-                  read_data: bool = True) -> tuple[dict[str, str], list[str], dict[str, bool]]:
-    """Parse every experiment's config before any run starts, so a typo costs seconds, not a study.
-
-    Returns each experiment's configuration key, a hash of its fully resolved configuration (every
-    config file and flag applied, every default filled in), so a changed file or flag re-runs it;
-    the data sets the experiments use; and whether each one's data module takes a seed. With
-    ``read_data`` each experiment's data is read too, so a size that does not fit stops here.
-    """
-    keys, datasets, seeded = {}, set(), {}
-    for name in names:
-        stderr = io.StringIO()
-        try:
-            with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-                cli = ProjectCLI(args=run_args(name, 0, vary, Path("unused"), extra, data_seed=False)[1:],
-                                 run=False)  # parse, no fit
-        except SystemExit:
-            error = from_line(stderr.getvalue().strip().splitlines()[-1])
-            raise SettingError(error.setting, f"{error.value} in experiment {name}", error.allowed) from None
-        if read_data and hasattr(cli.datamodule, "train_batches"):  # a data set that does not fit stops here
-            try:
-                cli.datamodule.setup()
-            except SettingError as err:
-                raise SettingError(err.setting, err.value, err.allowed, f"{err.why} in experiment {name}") from None
-        resolved = cli.parser.dump(cli.config, skip_none=False, skip_check=True)
-        keys[name] = hashlib.sha256(f"{resolved}\nvary={vary}".encode()).hexdigest()[:16]
-        datasets.add(getattr(cli.datamodule, "hparams", {}).get("dataset") or type(cli.datamodule).__name__)
-        seeded[name] = "seed" in inspect.signature(type(cli.datamodule)).parameters
-        if vary == "data" and not seeded[name]:
-            fail("--vary", vary, "both or init", f"needs a data.seed setting, which {type(cli.datamodule).__name__} "
-                 f"(experiment {name}) does not have")
-    return keys, sorted(datasets), seeded
 
 
 # --- the study -----------------------------------------------------------------------------------
@@ -148,7 +69,7 @@ def compare(experiments: list[str] | None, seeds: list[int], name: str = "defaul
             sweep: str | None = None, until_decided: bool = False, claims: str | None = None,
             max_seeds: int = 12, round_size: int | None = None, margin: float = MARGIN,
             command: str = "make compare DECIDE=1", storage: str | None = None,
-            heartbeat: int = HEARTBEAT) -> tuple[list[dict], list[dict]]:
+            heartbeat: int = HEARTBEAT, baseline: str | None = None, error: str = "fdr") -> tuple[list[dict], list[dict]]:
     """Run every (experiment, seed) not already finished with this configuration, then write the
     tables and the report. Returns the rows and every run's result.
 
@@ -157,23 +78,34 @@ def compare(experiments: list[str] | None, seeds: list[int], name: str = "defaul
     learning curve over them. ``until_decided`` answers the claims of ``claims`` (a YAML file,
     default configs/lab/lecture.yaml), adding seeds in rounds of ``round_size`` up to ``max_seeds``
     until each is decided (project.lab.decide); ``experiments``, when given, keeps the claims about
-    those experiments. ``storage`` (a database URL) makes this process one worker of a study shared
-    by every process started with the same name and storage (project.lab.shared)."""
+    those experiments. ``baseline`` (a config file) replaces configs/experiment/baseline.yaml, as a
+    claims file's own ``baseline:`` does. ``storage`` (a database URL) makes this process one worker
+    of a study shared by every process started with the same name and storage (project.lab.shared)."""
     extra = list(extra or [])
-    decide_plan = None
+    flags = list(extra)  # the user's own, for the page
+    base, root, decide_plan, tuning = DEFAULT, Path.cwd(), None, None
+    if baseline is not None:
+        path = resolve(baseline, root)
+        check_config_file("--baseline", path, baseline)
+        base = Baseline(files=(str(path.resolve()),), source=baseline)
     if until_decided:
         if sweep is not None or replicate:
             fail("--until-decided", "on", "a study without --sweep or --replicate (it chooses its seeds itself)")
-        chosen = load_claims(claims or CLAIMS_FILE, available_experiments())
+        file = claims_file.load(claims or claims_file.CLAIMS_FILE)
+        if file.baseline is not None and baseline is not None:
+            fail("--baseline", baseline, "either --baseline or a claims file without a baseline: of its own",
+                 f"cannot go with {claims}, whose baseline is {file.baseline.source}")
+        base, root, tuning = file.baseline or base, file.root, file.tune
+        chosen = file.claims
         if experiments is not None:
             chosen = [c for c in chosen if c.experiment in experiments]
             if not chosen:
                 fail("--experiments", ",".join(experiments), "experiments some claim of "
-                     f"{claims or CLAIMS_FILE} is about")
-        plan = Plan(tuple(seeds), len(seeds) if round_size is None else round_size, max_seeds, float(margin))
-        check_study(experiments_of(chosen), seeds, name, output, vary, jobs)
-        plan.check()
-        experiments, decide_plan = experiments_of(chosen), (chosen, plan, command)
+                     f"{claims or claims_file.CLAIMS_FILE} is about")
+        plan = Plan(tuple(seeds), len(seeds) if round_size is None else round_size, max_seeds, float(margin), error=error)
+        check_study(experiments_of(chosen, tuning), seeds, name, output, vary, jobs)
+        plan.check(chosen)
+        experiments, decide_plan = experiments_of(chosen, tuning), (chosen, plan, command)
     if experiments is None:
         experiments = list(TECHNIQUES)
     if sweep is not None:
@@ -189,33 +121,37 @@ def compare(experiments: list[str] | None, seeds: list[int], name: str = "defaul
     second = [max(seeds) + 1 + i for i in range(len(seeds))] if replicate else []
     if second and second[-1] > MAX_SEED:
         fail("--seeds", ",".join(map(str, seeds)), f"seeds whose replicate set (the next {len(seeds)}) stays <= {MAX_SEED}")
-    unknown = sorted(set(e for e in experiments if "=" not in e) - set(available_experiments()))
-    if unknown:
-        fail("--experiments", unknown[0], ", ".join(available_experiments()),
-             "is not an experiment of configs/experiment/")
+    if decide_plan is None:
+        for experiment in experiments:
+            check_experiment(experiment, "--experiments", root)
     quiet_lightning(logging.WARNING)  # each run's own output goes to its stdout.txt
     # Every run ticks what the study varies in TensorBoard's hparams tab.
     extra.append("--hparams.layout=false")  # the study draws one chart per experiment instead (write_study_views)
-    extra.append(f"--hparams.varied=[{', '.join(varied_settings(experiments, vary))}]")
+    extra.append(f"--hparams.varied=[{', '.join(varied_settings(experiments, vary, root))}]")
     if storage is not None:
         check_storage(storage)  # the driver there and the database answering, before any folder
-    keys, datasets, seeded = check_configs(experiments, extra, vary)
-    study = {"experiments": experiments, "seeds": seeds, "second": second, "vary": vary, "sweep": sweep, "keys": keys,
-             "datasets": datasets, "claims": [vars(c) for c in decide_plan[0]] if decide_plan else None,
-             "plan": vars(decide_plan[1]) | {"first": seeds} if decide_plan else None, "command": command}
+    parsed = check_configs(experiments, extra, vary, baseline=base, root=root)
+    study = {"experiments": experiments, "seeds": seeds, "second": second, "vary": vary, "sweep": sweep,
+             "keys": parsed.keys, "datasets": parsed.datasets,
+             "baseline": describe(base, parsed.baseline),
+             "claims": [vars(c) for c in decide_plan[0]] if decide_plan else None,
+             "plan": vars(decide_plan[1]) | {"first": seeds} if decide_plan else None,
+             "tune": vars(tuning) | {"values": list(tuning.values)} if decide_plan and tuning else None, "command": command,
+             "flags": flags}
     study = json.loads(json.dumps(study))  # as the storage keeps it: every worker compares the same thing
     out_dir = Path(output) / name
 
-    args_of = RunArgs(vary, out_dir / "runs", extra, seeded)
+    args_of = RunArgs(vary, out_dir / "runs", extra, parsed.seeded, base, root)
 
     started = time.perf_counter()
     if storage is not None:
         results = run_workers(study, name, storage, out_dir, args_of, echo, trainer_config is not None, heartbeat, jobs)
     else:
-        run = runs.runner(out_dir / "runs", args_of, keys, vary, jobs, echo, isolated=trainer_config is not None)
+        run = runs.runner(out_dir / "runs", args_of, parsed.keys, vary, jobs, echo, isolated=trainer_config is not None)
         if decide_plan is not None:
             echo(f"study {name}: {len(decide_plan[0])} claims of {len(experiments)} experiments, seeds until decided")
-            results = decide(decide_plan[0], decide_plan[1], run, echo, stopped=lambda: runs.stop_signal is not None)[1]
+            results = decide(decide_plan[0], decide_plan[1], run, echo, stopped=lambda: runs.stop_signal is not None,
+                             tuning=tuning)[1]
         else:
             results = run([(e, s) for e in experiments for s in [*seeds, *second]], prefix=f"study {name}: ")
     if runs.stop_signal is not None and storage is not None:
@@ -248,34 +184,22 @@ def check_study(experiments: list[str], seeds: list[int], name: str, output: str
     check_output("--output", Path(output))
 
 
-def varied_settings(experiments: list[str], vary: str) -> list[str]:
-    """The hparams keys the study varies: each experiment's own settings, and the seed."""
-    import yaml
-
-    keys = {"data/seed"} if vary in ("both", "data") else set()
-    for name in experiments:
-        if "=" in name:  # a sweep's setting, as the hparams tab names it
-            keys.add(name.partition("=")[0].replace(".init_args", "").replace(".", "/"))
-        elif name != "baseline":
-            content = yaml.safe_load((EXPERIMENT_DIR / f"{name}.yaml").read_text()) or {}
-            keys |= set(flatten_settings({k: v for k, v in content.items() if k in ("model", "data", "penalty")}))
-    return sorted(keys)
-
-
 def command_line(args) -> str:
     """The command that regenerates a decided study, as conclusions.json records it."""
     flags = [f"--seeds {args.seeds}"]
     if args.until_decided:
-        flags = ["--until-decided", *flags, f"--max-seeds {args.max_seeds}", f"--margin {args.margin:g}"]
+        flags = ["--until-decided", *flags, f"--max-seeds {args.max_seeds}", f"--margin {args.margin:g}"] + \
+            ([f"--error {args.error}"] if args.error != "fdr" else [])
     flags += [f"--{k} {v}" for k, v in (("round", args.round), ("claims", args.claims), ("experiments", args.experiments),
-                                         ("dataset", args.dataset)) if v is not None]
+                                         ("baseline", args.baseline), ("dataset", args.dataset)) if v is not None]
     return " ".join(["python -m project.lab", *flags, *(["--", *args.extra] if args.extra else [])])
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="python -m project.lab", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", default=None,
-                        help=f"comma-separated names from configs/experiment/ (default: {','.join(TECHNIQUES)})")
+                        help=f"comma-separated names from configs/experiment/, settings (model.net.init_args.width=0.5), "
+                        f"config files, or several joined by + (default: {','.join(TECHNIQUES)})")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0,1,2,3,4; with "
                         "--until-decided the first round, default 0,1,2)")
     parser.add_argument("--vary", default="both", choices=VARY,
@@ -292,12 +216,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--until-decided", action="store_true",
                         help="answer the claims of --claims: --seeds first, then rounds of more seeds for the claims "
                         "still undecided, up to --max-seeds (make compare DECIDE=1)")
-    parser.add_argument("--claims", default=None, help="the claims' YAML file (default: configs/lab/lecture.yaml)")
+    parser.add_argument("--claims", default=None, help="the claims' YAML file (default: configs/lab/lecture.yaml); "
+                        "its experiments, baseline and files are relative to it")
+    parser.add_argument("--baseline", default=None, help="a config file that replaces configs/experiment/baseline.yaml "
+                        "as the baseline every experiment is applied on (a claims file may name its own instead)")
     parser.add_argument("--max-seeds", type=int, default=12, help="--until-decided: seeds a claim gets at most (default 12)")
     parser.add_argument("--round", type=int, default=None,
                         help="--until-decided: seeds added a look (default: as many as --seeds)")
     parser.add_argument("--margin", type=float, default=MARGIN,
                         help=f"--until-decided: no effect means the interval lies inside ±margin (default {MARGIN:g})")
+    parser.add_argument("--error", default="fdr", help="--until-decided: what the 5%% bounds: fdr (default), the "
+                        "page's false discovery rate (the expected share of false verdicts), or fwer, the chance of any "
+                        "false verdict on the page (fewer claims decided)")
     parser.add_argument("--storage", default=None, help="a database URL (postgresql://user:password@host/db): this "
                         "process joins the study of that --name there as one worker; start as many as you like")
     parser.add_argument("--heartbeat", type=int, default=HEARTBEAT, help="with --storage: seconds between a running "
@@ -332,7 +262,8 @@ def main(argv: list[str] | None = None) -> None:
                                 args.extra, args.vary, args.jobs, replicate=args.replicate, sweep=args.sweep,
                                 until_decided=args.until_decided, claims=args.claims, max_seeds=args.max_seeds,
                                 round_size=args.round, margin=args.margin, command=command_line(args),
-                                storage=args.storage, heartbeat=args.heartbeat)
+                                storage=args.storage, heartbeat=args.heartbeat, baseline=args.baseline,
+                                error=args.error)
     except StorageError as err:
         stop(err, code=err.code)
     except SettingError as err:

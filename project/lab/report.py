@@ -8,9 +8,10 @@ import math
 import warnings
 from pathlib import Path
 
-from project.lab.conclusions import write_conclusions
+from project.lab.conclusions import noise, write_conclusions
 from project.lab.curve import write_curve
 from project.lab.decide import from_study, progress
+from project.lab.experiments import folder
 from project.lab.stats import MARKED, METRICS, replication, summarize
 from project.run.hparams import write_study_views
 
@@ -58,7 +59,7 @@ def write_machines(results: dict, out_dir: Path) -> Path:
     folder is (on that machine)."""
     rows = [{"experiment": e, "seed": s, "status": r["status"], "host": r.get("host", ""), "pid": r.get("pid", ""),
              "trial": r.get("trial", ""),
-             "wall_s": round(r["wall_s"], 1), "log_folder": f"runs/{e}/seed_{s}"} for (e, s), r in sorted(
+             "wall_s": round(r["wall_s"], 1), "log_folder": f"runs/{folder(e)}/seed_{s}"} for (e, s), r in sorted(
                  results.items(), key=lambda item: (item[0][0], item[0][1]))]
     _csv(rows, out_dir / "runs.csv")
     return out_dir / "runs.csv"
@@ -124,24 +125,29 @@ def conclusions(found: list[dict], first_seeds: list[int], second_seeds: list[in
     return lines
 
 
-def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str) -> None:
+def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: str, entries: list[dict] | None = None,
+                 hidden: set[str] = frozenset()) -> None:
     """report.png: clean-train and validation accuracy per experiment (mean and band over the seeds
-    still training at each epoch, a note where early stopping ended runs), then each experiment's
-    paired difference from the baseline in test accuracy and gap with its 95% interval (a star
-    where the table marks it), and the weights' L2 norm and zero fraction."""
+    still training at each epoch, a note where early stopping ended runs; not the ``hidden`` ones, a
+    tuned arm's grid points), then each experiment's paired difference from the baseline in test
+    accuracy and gap with its 95% interval (a star where the table marks it), and the weights' L2
+    norm and zero fraction. A decided study (``entries``) shows its claims and their verdicts
+    instead of the table's differences and marks."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    shown = [r for r in rows if r["runs_ok"]]
+    shown = [r for r in rows if r["runs_ok"] and r["experiment"] not in hidden]
     if not shown:
         return
     columns = min(5, len(shown))
     curve_rows = math.ceil(len(shown) / columns)
-    fig = plt.figure(figsize=(4.2 * columns, 3.4 * curve_rows + 4.6), dpi=100)
-    grid = fig.add_gridspec(curve_rows + 1, 3 * columns, height_ratios=[1] * curve_rows + [1.3])
+    bottom = max(4.6, 0.34 * len(entries) + 1.6) if entries else 4.6
+    fig = plt.figure(figsize=(4.2 * max(columns, 4), 3.4 * curve_rows + bottom), dpi=100)
+    columns = max(columns, 4) if entries else columns
+    grid = fig.add_gridspec(curve_rows + 1, 3 * columns, height_ratios=[1] * curve_rows + [bottom / 3.4])
     curves_by_experiment, lengths = {}, {}
     for row in shown:
         runs = [r for r in results if r["experiment"] == row["experiment"] and r["status"] == "ok"]
@@ -185,7 +191,10 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
     if all(math.isnan(r["test_acc_diff_mean"]) for r in shown):  # no baseline (a sweep): the figures themselves
         panels[:2] = [("test_acc_mean", "test_acc_ci95", "test accuracy (95% CI)"),
                       ("gap_mean", "gap_ci95", "gap: clean train acc - val acc (95% CI)")]
-    for j, (mean_key, ci_key, label) in enumerate(panels):
+    if entries:  # the page's verdicts, not the table's fixed-sample marks
+        draw_claims(fig.add_subplot(grid[curve_rows, : 2 * columns]), entries)
+        panels = panels[2:]
+    for j, (mean_key, ci_key, label) in enumerate(panels, 2 if entries else 0):
         ax = fig.add_subplot(grid[curve_rows, j * columns: (j + 1) * columns])
         means = np.array([r[mean_key] for r in shown])
         cis = np.nan_to_num(np.array([r[ci_key] for r in shown]))
@@ -216,9 +225,42 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
     fig.suptitle(title, fontsize=12)
     with warnings.catch_warnings():  # a crowded study: tight_layout does what it can, and says so
         warnings.simplefilter("ignore", UserWarning)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_size_inches()[1]))  # the title's line stays its own
     fig.savefig(out_dir / "report.png")
     plt.close(fig)
+
+
+VERDICT_STYLE = {"effect": ("o", "tab:blue", "effect"), "no effect": ("D", "tab:green", "no effect"),
+                 "undecided": ("o", "tab:gray", "undecided")}
+
+
+def draw_claims(ax, entries: list[dict]) -> None:
+    """Each claim's difference and interval in units of its own margin (so a -0.81 and a -0.005 share
+    one readable axis: linear within 3 margins, logarithmic beyond), marked by the page's verdict."""
+    count = len(entries)
+    for k, e in enumerate(entries):
+        y, margin = count - 1 - k, e["margin"]
+        marker, color, _ = VERDICT_STYLE[e["verdict"]]
+        if not math.isnan(e["low"]):
+            ax.plot([e["low"] / margin, e["high"] / margin], [y, y], color=color, linewidth=2)
+        ax.plot(e["estimate"] / margin, y, marker=marker, color=color, markersize=7,
+                markerfacecolor="white" if e["verdict"] == "undecided" else color)
+    ax.axvspan(-1, 1, color="tab:green", alpha=0.08, linewidth=0)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xscale("symlog", linthresh=3)
+    ax.set_yticks(range(count), [f"{_short(e['claim'].claim)} (n={len(e['seeds'])})" for e in reversed(entries)],
+                  fontsize=7)
+    ax.set_ylim(-0.7, count - 0.3)
+    for marker, color, label in VERDICT_STYLE.values():
+        ax.plot([], [], marker=marker, color=color, linestyle="", label=label)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.set_xlabel("difference in units of the claim's margin (band: ±1 margin; symlog beyond ±3)", fontsize=8)
+    ax.set_title("the claims: difference from the comparison and interval, marked by the page's verdict", fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def _short(text: str, width: int = 48) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def labels_of(name: str) -> str:
@@ -243,11 +285,11 @@ def write_study(study: dict, results: dict, out_dir: Path, echo, minutes: float 
     """The study's tables, report, curve or conclusions from its results by (experiment, seed)."""
     experiments, second, vary, sweep = study["experiments"], study["second"], study["vary"], study["sweep"]
     seeds = study["seeds"]
-    entries = None
+    entries, tuning = None, None
     if study["plan"] is not None:
-        claims, plan = from_study(study)
-        entries = progress(claims, plan, results)[1]
-        seeds = sorted({s for (_, s) in results} - set(plan.recheck_seeds()))
+        claims, plan, tuning = from_study(study)
+        entries = progress(claims, plan, results, tuning)[1]
+        seeds = sorted({s for (_, s) in results} - set(plan.recheck_seeds(claims)))
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs = [(e, s) for e in experiments for s in [*seeds, *second]]
     batches = {r.get("effective_batch") for r in results.values() if r["status"] == "ok"}
@@ -263,10 +305,13 @@ def write_study(study: dict, results: dict, out_dir: Path, echo, minutes: float 
     note = (" The seeds came from a sequential plan that stopped each claim when decided: the * marks are this table's "
             "fixed-sample view, the verdicts valid under that stopping are in conclusions.md." if entries is not None else "")
     write_tables(rows, out_dir, seeds, vary, summarize(replicated, experiments) if second else None, second, note)
-    write_report(rows, ordered, out_dir, title)
+    hidden = {p for c in claims for arm in (c.experiment, c.against) for p in tuning.points(arm)} if entries and tuning \
+        else set()
+    write_report(rows, ordered, out_dir, title, entries, hidden)
     written = ["results.csv", "results.md", "report.png"] + (["results_replicate.csv"] if second else [])
     if entries is not None:
-        write_conclusions(entries, plan, out_dir, minutes, study["command"])
+        write_conclusions(entries, plan, out_dir, minutes, study["command"], study.get("baseline"), tuning,
+                          study.get("flags") or [], noise(entries, results, tuning))
         written += ["conclusions.md", "conclusions.json"]
     if sweep:
         write_curve(sweep, rows, ordered, out_dir, title, echo)

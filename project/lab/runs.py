@@ -20,7 +20,19 @@ from pathlib import Path
 
 from lightning.pytorch import Callback
 
-from project.model.classifier import BIAS, CLEAN_ACC, GAP, TEST_ACC, VAL_ACC, VARIANCE, WEIGHT_NORM, ZERO_FRACTION
+from project.lab.experiments import folder
+from project.model.classifier import (
+    BIAS,
+    CLEAN_ACC,
+    GAP,
+    TEST_ACC,
+    UNSEEN_ACC,
+    UNUSED_ACC,
+    VAL_ACC,
+    VARIANCE,
+    WEIGHT_NORM,
+    ZERO_FRACTION,
+)
 from project.run.cli import ProjectCLI
 from project.run.progress import quiet_lightning
 from project.run.report import SUMMARY_FILE, read_summary
@@ -61,7 +73,7 @@ def run_one(name: str, seed: int, vary: str, args: list[str], runs_dir: Path, ke
     ``isolated`` runs it as its own ``python -m project`` process: needed when the trainer starts
     processes of its own (DDP re-launches the command it was started with).
     """
-    run_dir = runs_dir / name / f"seed_{seed}"
+    run_dir = runs_dir / folder(name) / f"seed_{seed}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a half-finished earlier attempt is not half-counted
     run_dir.mkdir(parents=True)
     result: dict = {"experiment": name, "seed": seed, "vary": vary, "config_key": key}
@@ -111,10 +123,14 @@ def _figures(run_dir: Path) -> dict:
     logged = events.Tags()["scalars"]
     curves = {tag: [e.value for e in events.Scalars(tag)] if tag in logged else [] for tag in (CLEAN_ACC, VAL_ACC)}
     val = curves[VAL_ACC]
-    weights = {key: weights.get(key, math.nan) for key in (CLEAN_ACC, GAP, BIAS, VARIANCE, WEIGHT_NORM, ZERO_FRACTION)}
-    # (nan where a data module of the user's own has no clean training subset)
-    return {"train_acc": weights[CLEAN_ACC], "best_val_acc": max(val), "test_acc": test[TEST_ACC],
-            "gap": weights[GAP], "bias": weights[BIAS], "variance": weights[VARIANCE],
+    weights = {key: weights.get(key, math.nan) for key in (CLEAN_ACC, VAL_ACC, GAP, BIAS, VARIANCE, WEIGHT_NORM,
+                                                           ZERO_FRACTION)}
+    # (nan where a data module of the user's own has no clean training subset, or without data.test_unused)
+    unused = test.get(UNUSED_ACC, math.nan)
+    return {"train_acc": weights[CLEAN_ACC], "val_acc": weights[VAL_ACC], "best_val_acc": max(val),
+            "test_acc": test[TEST_ACC], "unused_acc": unused, "unseen_acc": test.get(UNSEEN_ACC, math.nan),
+            "gap": weights[GAP], "unused_gap": weights[CLEAN_ACC] - unused, "bias": weights[BIAS],
+            "variance": weights[VARIANCE],
             "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
             "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
             "effective_batch": (summary.get("batch") or {}).get("effective"),
@@ -140,7 +156,7 @@ def worker_init(threads: int) -> None:
 
 def cached(runs_dir: Path, experiment: str, seed: int, key: str) -> dict | None:
     """The run's result.json where it finished before with the same configuration key."""
-    done = runs_dir / experiment / f"seed_{seed}" / "result.json"
+    done = runs_dir / folder(experiment) / f"seed_{seed}" / "result.json"
     previous = json.loads(done.read_text()) if done.exists() else None
     return previous if previous and previous["status"] == "ok" and previous.get("config_key") == key else None
 

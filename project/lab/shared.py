@@ -223,8 +223,8 @@ def plan_of(study: dict):
     if study["plan"] is None:
         pairs = [(e, s) for e in study["experiments"] for s in [*study["seeds"], *study["second"]]]
         return lambda results: [p for p in pairs if p not in results]
-    claims, plan = from_study(study)
-    return lambda results: progress(claims, plan, results)[0]
+    claims, plan, tuning = from_study(study)
+    return lambda results: progress(claims, plan, results, tuning)[0]
 
 
 def worker(study: dict, name: str, url: str, out_dir: Path, args_of, isolated: bool, heartbeat: int, echo=print) -> dict:

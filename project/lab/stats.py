@@ -1,6 +1,6 @@
-"""The lab's statistics: mean, spread and 95% interval over seeds, which experiments differ from
-the baseline (paired by seed, corrected for the number of comparisons), and the verdict of one
-comparison: effect, no effect beyond a margin, or undecided.
+"""The lab's table statistics: mean, spread and 95% interval over seeds, and which experiments differ
+from the baseline (paired by seed, corrected for the number of comparisons). The verdicts of a
+decided study are project.lab.sequential's.
 
 A seed gives every experiment the same split, training subset and initialization stream, so an
 experiment is compared with the baseline seed by seed: the difference on each seed, their mean, and
@@ -12,12 +12,12 @@ which marks replicate.
 
 from __future__ import annotations
 
-import functools
 import math
 
 # result key -> table header; all are the tested weights' figures except best val, epochs and seconds
 METRICS = {"train_acc": "clean train acc", "best_val_acc": "best val acc", "test_acc": "test acc",
-           "gap": "gap (clean train - val)", "bias": "bias", "variance": "variance",
+           "unseen_acc": "unseen acc", "gap": "gap (clean train - val)", "unused_gap": "gap (clean train - unused)",
+           "bias": "bias", "variance": "variance",
            "weight_norm": "weight L2 norm", "zero_fraction": "zero fraction", "epochs_to_best": "epochs to best",
            "wall_s": "wall s"}
 MARKED = ("test_acc", "gap")  # compared with the baseline, seed by seed
@@ -121,52 +121,3 @@ def replication(first: list[dict], second: list[dict]) -> list[dict]:
                           "discovery": key in discoveries, "p_replication": p,
                           "replicated": bool(key in discoveries and p < ALPHA and same_sign)})
     return found
-
-
-EFFECT, NO_EFFECT, UNDECIDED = "effect", "no effect", "undecided"
-POWER = 0.8  # the power at which an undecided comparison's detectable effect is stated
-
-
-@functools.lru_cache(maxsize=4096)
-def _t(q: float, df: int) -> float:
-    """Student's t quantile (cached: a simulation asks for the same few thousands of times)."""
-    from scipy.stats import t
-
-    return float(t.ppf(q, df))
-
-
-def verdict(differences: list[float], margin: float, alpha: float) -> dict:
-    """The verdict of paired differences at two-sided level ``alpha``: the mean and its paired-t
-    interval at 1 - alpha; *effect* where the interval excludes 0, *no effect* where it lies inside
-    [-margin, margin] (equivalence), *undecided* otherwise, with the smallest true difference these
-    seeds would show as an effect with 80% power, (t_{1-alpha/2} + t_{0.8}) sd / sqrt(n)."""
-    n = len(differences)
-    entry = {"n": n, "estimate": math.nan, "low": math.nan, "high": math.nan, "sd": math.nan,
-             "detectable": math.nan, "verdict": UNDECIDED}
-    if n < 2:
-        return entry
-    mean, sd, _ = mean_std_ci(differences)
-    half = _t(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
-    entry.update(estimate=mean, low=mean - half, high=mean + half, sd=sd,
-                 detectable=(_t(1 - alpha / 2, n - 1) + _t(POWER, n - 1)) * sd / math.sqrt(n))
-    if entry["low"] > 0 or entry["high"] < 0:
-        entry["verdict"] = EFFECT
-    elif -margin <= entry["low"] and entry["high"] <= margin:
-        entry["verdict"] = NO_EFFECT
-    return entry
-
-
-def sequential(rounds: list[list[float]], margin: float, alpha: float, looks: int) -> dict:
-    """Seeds until decided: after each round of seeds (``rounds``, cumulative: the differences known
-    at each look) the verdict at level alpha / looks; the first look that decides ends the
-    comparison. Bonferroni over the planned looks makes the intervals of every look hold together
-    with 1 - alpha, so stopping at whichever look decides keeps the error rates at alpha (a
-    confidence sequence over ``looks`` looks)."""
-    if len(rounds) > looks:
-        raise ValueError(f"{len(rounds)} rounds for a plan of {looks} looks")
-    entry = verdict([], margin, alpha / looks)
-    for look, differences in enumerate(rounds, 1):
-        entry = verdict(differences, margin, alpha / looks) | {"look": look}
-        if entry["verdict"] != UNDECIDED:
-            break
-    return entry

@@ -1,114 +1,70 @@
-"""The lab that decides (project/lab/decide.py): the claims file checked line by line, the plan's
-seeds, a claim that stops costing runs once decided, and, by simulation on the real per-seed
-differences of docs/lab/results.csv, that stopping at whichever look decides keeps the error rates:
-identical arms give a false effect at most 5% of the time (and looking without the correction gives
-more), equal arms reach no effect with enough seeds, and a known shift is found inside its interval."""
+"""The lab that decides (project/lab/decide.py): the plan's seeds, a claim that stops costing runs
+once decided, tuned arms that keep their best rate by validation seed by seed, a claim's own margin
+and seed cap, the recheck on seeds the plan never uses, and the answers in the lecture's words."""
 
-import csv
 import math
 import random
-from pathlib import Path
 
 import pytest
 
 from project.errors import SettingError
-from project.lab.compare import available_experiments
+from project.lab.claims import Claim, Tuning
 from project.lab.decide import (
-    CLAIMS_FILE,
     CONTRADICTED,
     HELD,
     NOT_CONFIRMED,
-    Claim,
     Plan,
     answer,
+    arm_result,
     decide,
     experiments_of,
-    load_claims,
     recheck,
 )
-from project.lab.stats import EFFECT, NO_EFFECT, UNDECIDED, sequential, verdict
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_the_shipped_claims_answer_the_lecture():
-    claims = load_claims(CLAIMS_FILE, available_experiments())
-    named = {c.experiment for c in claims} | {c.against for c in claims}
-    for technique in ("l1", "l2", "weight_decay", "dropout", "early_stopping", "augment", "batchnorm", "groupnorm",
-                      "init_zeros", "init_constant", "init_xavier_normal", "opt_sgd", "opt_momentum", "sched_cosine",
-                      "data.train_size=1000", "model.net.init_args.width=0.25", "penalty.l2=0.05"):
-        assert technique in named
-    assert {c.metric for c in claims if c.experiment == "l1"} == {"zero_fraction", "test_acc"}
-    assert experiments_of(claims)[0] == "baseline" and len(set(experiments_of(claims))) == len(experiments_of(claims))
-
-
-BAD_CLAIMS = [
-    ("claims: []", "--claims"),
-    ("claims: [{claim: x, experiment: nope, metric: gap, expect: lower}]", "claims[0].experiment=nope"),
-    ("claims: [{claim: x, experiment: l2, against: nope, metric: gap, expect: lower}]", "claims[0].against=nope"),
-    ("claims: [{claim: x, experiment: l2, metric: gapp, expect: lower}]", "claims[0].metric=gapp"),
-    ("claims: [{claim: x, experiment: l2, metric: gap, expect: less}]", "claims[0].expect=less"),
-    ("claims: [{claim: x, experiment: l2, metric: gap}]", "lacks expect"),
-    ("claims: [{claim: x, experiment: l2, metric: gap, expect: lower, seeds: 3}]", "has seeds"),
-    ("claims: [{claim: x, experiment: l2, against: l2, metric: gap, expect: lower}]", "claims[0].against=l2"),
-    ("claims:\n - {claim: x, experiment: l2, metric: gap, expect: lower}\n - {claim: y, experiment: l2, metric: gap, "
-     "expect: higher}", "claims[1]=y"),
-    ("claims: [oops", "does not parse"),
-]
-
-
-@pytest.mark.parametrize("text,named", BAD_CLAIMS, ids=[n for _, n in BAD_CLAIMS])
-def test_a_bad_claims_file_is_one_line_naming_the_entry(tmp_path, text, named):
-    path = tmp_path / "claims.yaml"
-    path.write_text(text)
-    with pytest.raises(SettingError) as error:
-        load_claims(path, available_experiments())
-    assert named in str(error.value) and "\n" not in str(error.value)
+from project.lab.sequential import EFFECT, NO_EFFECT, UNDECIDED
 
 
 def test_the_plan_adds_rounds_of_seeds_and_rechecks_on_seeds_it_never_uses():
     plan = Plan((0, 1, 2), 3, 12)
-    assert plan.looks == 4
+    assert plan.looks() == 4 and plan.sizes() == (3, 6, 9, 12)
     assert [plan.seeds(k) for k in (1, 2, 4)] == [[0, 1, 2], [0, 1, 2, 3, 4, 5], list(range(12))]
     assert plan.recheck_seeds() == [12, 13, 14]
+    capped = Claim("c", "x", "test_acc", "lower", max_seeds=6)
+    assert plan.looks(capped) == 2 and plan.sizes(capped) == (3, 6) and plan.seeds(4, capped) == list(range(6))
+    longer = Claim("c", "x", "test_acc", "lower", max_seeds=20)
+    assert plan.recheck_seeds([capped, longer]) == [20, 21, 22]  # after every seed any claim may use
     odd = Plan((7, 3), 4, 7)
-    assert odd.looks == 3 and odd.seeds(2) == [7, 3, 8, 9, 10, 11] and odd.seeds(3) == [7, 3, 8, 9, 10, 11, 12]
+    assert odd.looks() == 3 and odd.seeds(2) == [7, 3, 8, 9, 10, 11] and odd.seeds(3) == [7, 3, 8, 9, 10, 11, 12]
     for bad, named in ((Plan((0,), 3, 12), "--seeds=0"), (Plan((0, 1, 2), 0, 12), "--round=0"),
                        (Plan((0, 1, 2), 3, 2), "--max-seeds=2"), (Plan((0, 1, 2), 3, 12, 0.0), "--margin=0.0"),
                        (Plan((4294967293, 4294967294, 4294967295), 3, 3), "--max-seeds=3")):
         with pytest.raises(SettingError, match=named.replace("[", r"\[")):
             bad.check()
+    with pytest.raises(SettingError, match=r"claims\[0\].max_seeds=2"):
+        Plan((0, 1, 2), 3, 12).check([Claim("c", "x", "test_acc", "lower", max_seeds=2)])
 
 
-def test_verdicts_by_hand():
-    from scipy import stats
-
-    d = [0.03, 0.05, 0.04, 0.06]
-    v = verdict(d, 0.01, 0.05)
-    interval = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)
-    assert (v["low"], v["high"]) == (pytest.approx(interval.low), pytest.approx(interval.high))
-    assert v["verdict"] == EFFECT and v["estimate"] == pytest.approx(0.045)
-    assert verdict([0.001, -0.001, 0.002, 0.0, -0.002], 0.01, 0.05)["verdict"] == NO_EFFECT
-    wide = verdict([0.03, -0.02, 0.01], 0.01, 0.05)
-    sd = stats.tstd([0.03, -0.02, 0.01])
-    assert wide["verdict"] == UNDECIDED  # (t_0.975 + t_0.8) sd / sqrt(n): what 3 seeds could have seen
-    assert wide["detectable"] == pytest.approx((stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) * sd / math.sqrt(3))
-    assert verdict([0.5], 0.01, 0.05)["verdict"] == UNDECIDED  # one seed: no interval
-
-
-def test_a_decided_claim_costs_no_more_runs():
-    """A fake study: 'big' moves the figure by 0.3 on every seed; 'same' by noise around 0."""
-    rng = random.Random(0)
-    asked = []
+def _fake(effects: dict, noise: dict, seed: int = 0):
+    """A fake study: each experiment's figure is 0.5 plus its effect plus noise, per seed; a tuned
+    grid point's by its rate (``lr=``), best near 0.01 for adam and 0.1 for sgd."""
+    rng = random.Random(seed)
+    results, asked = {}, []
 
     def run(pairs):
         asked.extend(pairs)
         for e, s in pairs:
-            noise = {"big": 0.3 + rng.gauss(0, 0.003), "same": rng.gauss(0, 0.02)}.get(e, 0.0)
-            results.setdefault((e, s), {"status": "ok", "test_acc": 0.5 + noise})
+            value = 0.5 + effects.get(e.split("+")[0], 0.0) + rng.gauss(0, noise.get(e.split("+")[0], 0.003))
+            if "+" in e:
+                rate = float(e.rsplit("=", 1)[1])
+                best = {"adam": 0.01, "sgd": 0.1}[e.split("+")[0]]
+                value -= 0.05 * abs(math.log10(rate / best))
+            results.setdefault((e, s), {"status": "ok", "test_acc": value, "val_acc": value, "gap": 0.0})
         return dict(results)
 
-    results = {}
+    return run, results, asked
+
+
+def test_a_decided_claim_costs_no_more_runs_and_is_rechecked():
+    run, _, asked = _fake({"big": 0.3, "same": 0.0}, {"same": 0.02})
     claims = [Claim("big helps", "big", "test_acc", "higher"), Claim("same is the same", "same", "test_acc", "same")]
     entries, _ = decide(claims, Plan((0, 1, 2), 3, 9), run, echo=lambda line: None)
     big, same = entries
@@ -117,75 +73,62 @@ def test_a_decided_claim_costs_no_more_runs():
     assert same["verdict"] == UNDECIDED and same["look"] == 3 and same["seeds"] == list(range(9))
     assert big["recheck"]["held"] == HELD and "recheck" not in same
     assert answer(big, 0.01) == f"yes: higher by {big['estimate']:.3f}"
-    assert answer(same, 0.01).startswith("undecided: these seeds would see a difference of")
+    assert answer(same, 0.01).startswith("undecided: about") and same["seeds_needed"] > 9
+    assert big["improvement"]["estimate"] == 1.0 and big["threshold"] > 0
+
+
+def test_a_tuned_arm_keeps_its_best_rate_by_validation_on_each_seed():
+    run, results, asked = _fake({"adam": 0.1, "sgd": 0.0}, {})
+    tuning = Tuning("model.optimizer.init_args.lr", (0.001, 0.01, 0.1), "val_acc")
+    claim = Claim("sgd learns less", "sgd", "test_acc", "lower", against="adam", tune=True, max_seeds=6)
+    assert experiments_of([claim], tuning) == [f"{a}+model.optimizer.init_args.lr={v}" for a in ("sgd", "adam")
+                                               for v in (0.001, 0.01, 0.1)]
+    entries, _ = decide([claim], Plan((0, 1, 2), 3, 12), run, echo=lambda line: None, tuning=tuning)
+    entry = entries[0]
+    assert entry["verdict"] == EFFECT and set(entry["chosen"]) == {"sgd", "adam"}
+    assert set(entry["chosen"]["sgd"].values()) == {0.1} and set(entry["chosen"]["adam"].values()) == {0.01}
+    for seed, difference in entry["differences"].items():  # the kept runs' own figures
+        sgd, adam = results[("sgd+model.optimizer.init_args.lr=0.1", seed)], results[("adam+model.optimizer.init_args.lr=0.01", seed)]
+        assert difference == pytest.approx(sgd["test_acc"] - adam["test_acc"])
+    assert {s for _, s in asked} - {12, 13, 14} <= set(range(6)) and entry["recheck"]["chosen"]  # capped at 6
+    # a grid point that failed is not chosen; all failed: the seed drops out
+    results[("sgd+model.optimizer.init_args.lr=0.1", 0)] = {"status": "failed", "reason": "nan"}
+    assert arm_result(results, "sgd", 0, claim, tuning)[1] == 0.01
+    for rate in (0.001, 0.01):
+        results[(f"sgd+model.optimizer.init_args.lr={rate}", 0)] = {"status": "failed", "reason": "nan"}
+    assert arm_result(results, "sgd", 0, claim, tuning) == (None, None)
+
+
+def test_a_claims_own_margin_decides_what_the_studys_cannot():
+    """Equal arms (noise 0.03): no effect beyond a margin of 0.05 is within reach of 12 seeds; beyond
+    0.01 it is not."""
+    for margin, verdict in ((0.05, NO_EFFECT), (None, UNDECIDED)):
+        run, _, _ = _fake({}, {"x": 0.03}, seed=3)
+        claim = Claim("x changes nothing", "x", "test_acc", "same", margin=margin)
+        entry = decide([claim], Plan((0, 1, 2), 3, 12), run, echo=lambda line: None)[0][0]
+        assert entry["verdict"] == verdict and entry["margin"] == (margin or 0.01)
 
 
 def test_recheck_labels():
     effect = {"verdict": EFFECT, "estimate": -0.03}
-    assert recheck(effect, {"verdict": EFFECT, "estimate": -0.02}, 0.01) == HELD
-    assert recheck(effect, {"verdict": EFFECT, "estimate": 0.02}, 0.01) == CONTRADICTED
-    assert recheck(effect, {"verdict": UNDECIDED, "estimate": -0.02}, 0.01) == NOT_CONFIRMED
+    assert recheck(effect, {"verdict": EFFECT, "estimate": -0.02}) == HELD
+    assert recheck(effect, {"verdict": EFFECT, "estimate": 0.02}) == CONTRADICTED  # a claim of no difference's effect
+    assert recheck(effect, {"verdict": UNDECIDED, "estimate": -0.02}) == NOT_CONFIRMED
+    assert recheck(effect, {"verdict": NO_EFFECT, "estimate": 0.001}) == CONTRADICTED
     none = {"verdict": NO_EFFECT, "estimate": 0.001}
-    assert recheck(none, {"verdict": UNDECIDED, "estimate": 0.004}, 0.01) == HELD
-    assert recheck(none, {"verdict": UNDECIDED, "estimate": 0.02}, 0.01) == NOT_CONFIRMED
-    assert recheck(none, {"verdict": EFFECT, "estimate": 0.05}, 0.01) == CONTRADICTED
+    assert recheck(none, {"verdict": NO_EFFECT, "estimate": -0.004}) == HELD
+    assert recheck(none, {"verdict": UNDECIDED, "estimate": 0.02}) == NOT_CONFIRMED
 
 
-# --- the sequential plan by simulation, on real numbers ------------------------------------------
-
-def _real_differences() -> list[float]:
-    """The lab's own per-seed differences (docs/lab/results.csv, a real `make compare DECIDE=1`), each
-    experiment's centred on its mean: the seed-to-seed spread of a real comparison, without its effect."""
-    pool = []
-    with open(ROOT / "docs" / "lab" / "results.csv") as f:
-        for row in csv.DictReader(f):
-            for metric in ("test_acc", "gap"):
-                values = [float(p.split(":")[1]) for p in row[f"{metric}_diff_by_seed"].split()]
-                if len(values) >= 3 and max(values) - min(values) < 0.2:  # not a failed init's spread
-                    mean = sum(values) / len(values)
-                    pool += [v - mean for v in values]
-    return pool
-
-
-def _simulate(shift: float, plan: Plan, studies: int, alpha_per_look=None, seed: int = 0) -> list[dict]:
-    """``studies`` comparisons of two arms that differ by ``shift``: each seed's difference is a real
-    centred difference with a random sign (identical arms: a difference and its negative are equally
-    likely), plus the shift; each study ends at the first look that decides."""
-    rng = random.Random(seed)
-    pool = _real_differences()
-    out = []
-    for _ in range(studies):
-        d = [rng.choice(pool) * rng.choice((-1, 1)) + shift for _ in range(plan.max_seeds)]
-        rounds = [d[:len(plan.seeds(k))] for k in range(1, plan.looks + 1)]
-        if alpha_per_look is None:
-            out.append(sequential(rounds, plan.margin, plan.alpha, plan.looks))
-        else:  # the naive way: each look at the full alpha
-            out.append(sequential(rounds, plan.margin, alpha_per_look * plan.looks, plan.looks))
-    return out
-
-
-def test_identical_arms_give_a_false_effect_at_most_alpha_of_the_time():
-    assert len(_real_differences()) >= 30 and 0.003 < (sum(v * v for v in _real_differences()) / len(
-        _real_differences())) ** 0.5 < 0.05
-    plan, studies = Plan((0, 1, 2), 3, 12), 3000
-    false = sum(e["verdict"] == EFFECT for e in _simulate(0.0, plan, studies)) / studies
-    assert false <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / studies)  # alpha, and Monte Carlo's own 2 standard errors
-    naive = sum(e["verdict"] == EFFECT for e in _simulate(0.0, plan, studies, alpha_per_look=0.05)) / studies
-    assert naive > 0.07 and naive > 2 * false  # four uncorrected looks: the error the correction prevents
-
-
-def test_equal_arms_reach_no_effect_with_enough_seeds():
-    plan = Plan((0, 1, 2), 3, 90)  # up to 90 seeds, 30 looks
-    ends = _simulate(0.0, plan, 400, seed=1)
-    assert sum(e["verdict"] == NO_EFFECT for e in ends) / len(ends) >= 0.8
-    assert sum(e["verdict"] == EFFECT for e in ends) / len(ends) <= 0.05
-    assert sum(e["n"] for e in ends) / len(ends) < 90  # and they stop early, on average
-
-
-@pytest.mark.parametrize("shift", [0.03, -0.05])
-def test_a_known_shift_is_found_inside_its_interval(shift):
-    ends = _simulate(shift, Plan((0, 1, 2), 3, 12), 1000, seed=2)
-    found = [e for e in ends if e["verdict"] == EFFECT]
-    assert len(found) / len(ends) >= 0.8  # one-point-scale effects are what the plan is for
-    assert all(math.copysign(1, e["estimate"]) == math.copysign(1, shift) for e in found)
-    assert sum(e["low"] <= shift <= e["high"] for e in found) / len(found) >= 0.95
+@pytest.mark.parametrize("expect,verdict,estimate,within,said", [
+    ("lower", EFFECT, -0.033, False, "yes: lower by 0.033"),
+    ("lower", EFFECT, -0.004, True, "yes: lower by 0.004, less than the margin"),
+    ("lower", NO_EFFECT, -0.002, False, "no: not lower by 0.01 or more"),
+    ("higher", NO_EFFECT, -0.016, False, "no: not higher by 0.01 or more (the estimate: lower by 0.016)"),
+    ("same", NO_EFFECT, 0.002, False, "yes: no difference beyond ±0.01"),
+    ("same", EFFECT, -0.009, False, "no: lower by 0.009"),
+])
+def test_answers_in_the_lectures_words(expect, verdict, estimate, within, said):
+    entry = {"claim": Claim("c", "x", "test_acc", expect), "verdict": verdict, "estimate": estimate,
+             "within_margin": within, "detectable": 0.02, "seeds_needed": None}
+    assert answer(entry, 0.01) == said
