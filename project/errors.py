@@ -201,6 +201,60 @@ def _short(class_path: str) -> str:
     return str(class_path).rsplit(".", 1)[-1]
 
 
+def class_name(cls) -> str:
+    """A class (or its import path) as its user knows it: the project's, torch's and Lightning's by
+    short name (ConvNet, Adam, EarlyStopping), a user's by its full path (my_pkg.nets.RGBOnly), so
+    two classes of one name in two modules are told apart."""
+    path = cls if isinstance(cls, str) else f"{cls.__module__}.{cls.__qualname__}"
+    return _short(path) if path.startswith(("project.", "torch.", "lightning.")) else path
+
+
+def _plain_key(key: str) -> str:
+    return key.replace(".init_args", "").replace(".class_path", "")
+
+
+def given_value(key: str, argv: list[str] | None) -> str | None:
+    """The value the user gave for a setting, as they wrote it: the last flag that sets it
+    (``--key=v`` or ``--key v``, with or without ``init_args``), else the last config file or inline
+    config of ``argv`` that does (a file's ``class_path`` is its section's value). None if none does."""
+    import yaml
+
+    argv, wanted = list(argv or []), _plain_key(key)
+    found = None
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.lstrip("-").partition("=")
+        if not arg.startswith("--"):
+            continue
+        if name in ("config", "c") and (value or i + 1 < len(argv)):
+            text = value if eq else argv[i + 1]
+            try:
+                content = yaml.safe_load(text if text.lstrip().startswith("{") else open(text).read())
+            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                continue
+            for path, leaf in _leaves(content):
+                if _plain_key(path) == wanted:
+                    found = leaf
+        elif _plain_key(name) == wanted:
+            found = value if eq else (argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith("--") else "")
+    if found is None or isinstance(found, str):
+        return found
+    if isinstance(found, (bool, type(None))):
+        return {True: "true", False: "false", None: "null"}[found]
+    return yaml.safe_dump(found, default_flow_style=True).strip() if isinstance(found, (list, dict)) else str(found)
+
+
+def _leaves(content, prefix: str = ""):
+    """(dotted key, value) of every setting of a YAML mapping; a section's class_path is the section's."""
+    if not isinstance(content, dict):
+        if prefix:
+            yield prefix, content
+        return
+    for k, v in content.items():
+        yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+        if k == "class_path":
+            yield prefix, v
+
+
 def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv: list[str] | None = None) -> str:
     """jsonargparse's nested, multi-line message as ``<setting>=<value> <why>; allowed: <what>``."""
     text = " ".join(str(message).split())
@@ -211,8 +265,7 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
         flag = unknown.group(1)
         key, _, value = flag.lstrip("-").partition("=")
         if not value:
-            given = next((a for a in argv or [] if a.lstrip("-").split("=", 1)[0] == key), "")
-            value = given.partition("=")[2] or "?"
+            value = given_value(key, argv) or "?"
         close = difflib.get_close_matches(key, known_keys or [], n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{key}={value} is not a setting{hint}; allowed: the keys `project fit --print_config` shows"
@@ -224,7 +277,7 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
     owner = re.search(r"class_path='([\w.]+)'", tail) or re.search(r"given class_path '([\w.]+)'", tail)
     if required:
         names = [n.strip() for n in required.group(1).split(",")]
-        owner_name = f" by {_short(owner.group(1))}" if owner else ""
+        owner_name = f" by {class_name(owner.group(1))}" if owner else ""
         return (f"{key}.{names[0]}=null is missing: it is required{owner_name}; allowed: a value, "
                 f"e.g. --{key}.{names[0]}=...")
     nested = re.search(r"Option '([^']+)' is not accepted", tail)
@@ -232,8 +285,8 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
         option, settings = nested.group(1), init_settings(owner.group(1)) if owner else []
         close = difflib.get_close_matches(option, settings, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        given = next((a.partition("=")[2] for a in argv or [] if a.lstrip("-").startswith(f"{key}.{option}=")), "?")
-        return (f"{key}.{option}={given} is not a setting of {_short(owner.group(1)) if owner else key}{hint}; "
+        given = given_value(f"{key}.{option}", argv) or "?"
+        return (f"{key}.{option}={given} is not a setting of {class_name(owner.group(1)) if owner else key}{hint}; "
                 f"allowed: {', '.join(settings) or 'see --help'}")
     value = None
     for pattern in (r"Expected a path but (\S+) either", r"Got value: (.+?)(?:\. Got value:| - Expected|$)",
@@ -246,7 +299,9 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
         return f"argument={text} is not valid; allowed: see --help"
     if value and value.startswith("Namespace("):  # a class's setting: jsonargparse shows the whole class
         inner = re.search(rf"{re.escape(key.rsplit('.', 1)[-1])}=(.+?)\)+$", value)
-        value = inner.group(1).strip("'") if inner else "?"
+        value = inner.group(1).strip("'") if inner else None
+    if value is None:  # jsonargparse's message lost it: what the flags or config files say
+        value = given_value(key, argv)
     why = ""
     inner = re.search(r"Problem with given class_path '[\w.]+': (.*?)(?: - Expected|$)", tail)
     if inner and "Parser key" not in inner.group(1):

@@ -35,8 +35,9 @@ from project.memory import machine_memory
 # val_dataloader's second loader is the clean training subset (the model logs it as train/acc_clean);
 # the model and the pictures tell it from validation by this index.
 CLEAN_TRAIN_LOADER = 1
-# test_dataloader's second loader (data.test_unused) is the training split's unused samples (unused/acc).
-UNUSED_LOADER = 1
+# data.test_unused: test_dataloader's second loader is the training split's unused samples (unused/acc),
+# its third the samples trained on, clean (trained/acc): the tested weights on all of them.
+UNUSED_LOADER, TRAINED_LOADER = 1, 2
 DEFAULT_DATA_DIR = "data"
 
 
@@ -106,7 +107,9 @@ class ImageDataModule(LightningDataModule):
             test_unused: the test also measures the training split's samples that train_size leaves out
                 (unused/acc, and unseen/acc over them and the test split together): images no training
                 and no choice by validation has seen, many more than the validation split (the lab's
-                dev side of the gap). Needs a train_size; one as large as the training split leaves none.
+                dev side of the gap); and every sample trained on, clean (trained/acc: the tested
+                weights' training accuracy on all of them, whatever clean_train_size follows each
+                epoch). Needs a train_size; one as large as the training split leaves none unused.
             normalize: standardize (per-channel mean/std), minmax (per-channel to [0, 1]) or none
                 (pixels / 255); statistics come from the training split only.
             augment: training-only augmentation, a list of names or {name: ..., setting: value}
@@ -329,7 +332,9 @@ class ImageDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | list[DataLoader]:
         test = self._eval_loader(self.test_set)
-        return test if self.unused_set is None else [test, self._eval_loader(self.unused_set)]
+        if self.unused_set is None:
+            return test
+        return [test, self._eval_loader(self.unused_set), self._eval_loader(self.train_set)]
 
     def predict_dataloader(self) -> DataLoader:  # every image, in order, in each process (rank 0 writes them)
         if self.hparams.stream:

@@ -141,12 +141,15 @@ def _claim(entry, where: str, root: Path, tune: Tuning | None, before: list[Clai
 
 def _baseline(value, root: Path) -> Baseline:
     if isinstance(value, dict):
-        return Baseline(files=(), inline=experiments.inline_baseline(value), source="inline settings of the claims file")
+        return Baseline(files=(), inline=experiments.inline_baseline(value), source="inline settings of the claims file",
+                        flags=experiments.placed(root / "claims.yaml", value))
     if not isinstance(value, str) or not value.strip():
         fail("baseline", value, "a config file relative to the claims file (baseline.yaml) or a mapping of settings")
+    import yaml
+
     path = experiments.resolve(value, root)
     experiments.check_config_file("baseline", path, value)
-    return Baseline(files=(str(path),), source=value)
+    return Baseline(files=(str(path),), source=value, flags=experiments.placed(path, yaml.safe_load(path.read_text())))
 
 
 def _tuning(value) -> Tuning:

@@ -20,12 +20,14 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from project.errors import ArgumentParser, SettingError, choice, fail, is_integer, stop
 from project.lab import claims as claims_file
 from project.lab import runs
 from project.lab.configs import RunArgs, check_configs, describe, varied_settings
 from project.lab.decide import MARGIN, Plan, decide, experiments_of
-from project.lab.experiments import DEFAULT, Baseline, check_config_file, resolve
+from project.lab.experiments import DEFAULT, Baseline, check_config_file, placed, resolve
 from project.lab.experiments import check as check_experiment
 from project.lab.report import write_study
 from project.lab.shared import HEARTBEAT, report_from_storage, run_workers
@@ -41,6 +43,17 @@ VARY = ("both", "data", "init")
 
 class StudyInterrupted(Exception):
     """SIGINT or SIGTERM: the study stops at once."""
+
+
+def importable(folder: Path) -> None:
+    """Modules beside a claims file (a network of the user's own) import in every run, here, in the
+    worker processes (spawned: they get this path) and in runs of their own (the environment)."""
+    folder = str(folder)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if folder not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([folder, *paths])
 
 
 def sweep_points(sweep: str) -> list[str]:
@@ -87,7 +100,8 @@ def compare(experiments: list[str] | None, seeds: list[int], name: str = "defaul
     if baseline is not None:
         path = resolve(baseline, root)
         check_config_file("--baseline", path, baseline)
-        base = Baseline(files=(str(path.resolve()),), source=baseline)
+        base = Baseline(files=(str(path.resolve()),), source=baseline, flags=placed(path, yaml.safe_load(path.read_text())))
+        importable(path.resolve().parent)
     if until_decided:
         if sweep is not None or replicate:
             fail("--until-decided", "on", "a study without --sweep or --replicate (it chooses its seeds itself)")
@@ -96,6 +110,7 @@ def compare(experiments: list[str] | None, seeds: list[int], name: str = "defaul
             fail("--baseline", baseline, "either --baseline or a claims file without a baseline: of its own",
                  f"cannot go with {claims}, whose baseline is {file.baseline.source}")
         base, root, tuning = file.baseline or base, file.root, file.tune
+        importable(root)
         chosen = file.claims
         if experiments is not None:
             chosen = [c for c in chosen if c.experiment in experiments]
@@ -141,7 +156,7 @@ def compare(experiments: list[str] | None, seeds: list[int], name: str = "defaul
     study = json.loads(json.dumps(study))  # as the storage keeps it: every worker compares the same thing
     out_dir = Path(output) / name
 
-    args_of = RunArgs(vary, out_dir / "runs", extra, parsed.seeded, base, root)
+    args_of = RunArgs(vary, out_dir / "runs", extra, parsed.seeded, base, root, parsed.tests_best)
 
     started = time.perf_counter()
     if storage is not None:

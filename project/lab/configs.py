@@ -40,27 +40,33 @@ def run_args(name: str, seed: int, vary: str, runs_dir: Path, extra: list[str], 
 
 @dataclass(frozen=True)
 class RunArgs:
-    """The flags of a study's run: ``RunArgs(...)(experiment, seed)`` (a class, so a worker process gets it)."""
+    """The flags of a study's run: ``RunArgs(...)(experiment, seed)`` (a class, so a worker process gets it).
+    A run that tests its last weights writes no checkpoint: a study reruns a stopped run from its
+    start, so they would only cost time (7% of a lab run); one that tests its best checkpoint keeps them."""
     vary: str
     runs_dir: Path
     extra: list[str]
     seeded: dict[str, bool]
     baseline: Baseline = DEFAULT
     root: Path = field(default_factory=Path.cwd)
+    tests_best: dict[str, bool] = field(default_factory=dict)
 
     def __call__(self, experiment: str, seed: int) -> list[str]:
-        return run_args(experiment, seed, self.vary, self.runs_dir, self.extra, self.seeded[experiment],
+        args = run_args(experiment, seed, self.vary, self.runs_dir, self.extra, self.seeded[experiment],
                         self.baseline, self.root)
+        return args if self.tests_best.get(experiment, True) else [*args, "--trainer.enable_checkpointing=false"]
 
 
 @dataclass
 class Parsed:
     """What parsing every experiment found: each one's configuration key, the data sets, whether each
-    data module takes a seed, and the baseline's own settings (flattened, as the hparams tab names them)."""
+    data module takes a seed, the baseline's own settings (flattened, as the hparams tab names them),
+    and whether each tests its best checkpoint."""
     keys: dict[str, str]
     datasets: list[str]
     seeded: dict[str, bool]
     baseline: dict
+    tests_best: dict[str, bool] = field(default_factory=dict)
 
 
 def _parse(name: str, extra: list[str], vary: str, baseline: Baseline, root: Path) -> ProjectCLI:
@@ -84,7 +90,7 @@ def check_configs(names: list[str], extra: list[str], vary: str, read_data: bool
     ``read_data`` each experiment's data is read too, so a size that does not fit stops here.
     """
     root = root or Path.cwd()
-    keys, datasets, seeded, own = {}, set(), {}, {}
+    keys, datasets, seeded, own, best = {}, set(), {}, {}, {}
     for name in dict.fromkeys(["baseline", *names]):  # the baseline first: its own mistakes are named as its
         cli = _parse(name, extra, vary, baseline, root)
         if name == "baseline":
@@ -100,10 +106,11 @@ def check_configs(names: list[str], extra: list[str], vary: str, read_data: bool
         keys[name] = hashlib.sha256(f"{resolved}\nvary={vary}".encode()).hexdigest()[:16]
         datasets.add(getattr(cli.datamodule, "hparams", {}).get("dataset") or type(cli.datamodule).__name__)
         seeded[name] = "seed" in inspect.signature(type(cli.datamodule)).parameters
+        best[name] = cli.config.get("test_ckpt", "best") == "best"
         if vary == "data" and not seeded[name]:
             fail("--vary", vary, "both or init", f"needs a data.seed setting, which {type(cli.datamodule).__name__} "
                  f"(experiment {name}) does not have")
-    return Parsed(keys, sorted(datasets), seeded, own)
+    return Parsed(keys, sorted(datasets), seeded, own, best)
 
 
 def settings_of(cli: ProjectCLI) -> dict:

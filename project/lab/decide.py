@@ -79,7 +79,8 @@ class Plan:
             fail("--error", self.error, ", ".join(ERRORS))
         for i, claim in enumerate(claims):
             if claim.max_seeds is not None and claim.max_seeds < len(self.first):
-                fail(f"claims[{i}].max_seeds", claim.max_seeds, f"an integer >= the first round's {len(self.first)} seeds")
+                fail(f"claims[{i}].max_seeds", claim.max_seeds, f"an integer >= the first round's {len(self.first)} seeds",
+                     "is fewer than the first round gives every claim")
         last = self.recheck_seeds(claims)[-1]
         if last > MAX_SEED:
             fail("--max-seeds", self.max_seeds, f"a plan whose seeds and recheck seeds stay <= {MAX_SEED}",

@@ -37,18 +37,32 @@ def available() -> list[str]:
 
 @dataclass(frozen=True)
 class Baseline:
-    """The study's baseline: config files and inline settings applied first to every run, and how the
-    page names it (``source``)."""
+    """The study's baseline: config files and inline settings applied first to every run, flags that
+    place its relative folders, and how the page names it (``source``)."""
     files: tuple[str, ...] = (str(EXPERIMENT_DIR / "baseline.yaml"),)
     inline: str | None = None  # a JSON mapping of settings, as --config takes it
     source: str = "configs/experiment/baseline.yaml"
+    flags: tuple[str, ...] = ()
 
     @property
     def is_default(self) -> bool:
         return self.inline is None and self.files == Baseline.files
 
     def args(self) -> list[str]:
-        return [a for f in self.files for a in ("--config", f)] + (["--config", self.inline] if self.inline else [])
+        return ([a for f in self.files for a in ("--config", f)] + (["--config", self.inline] if self.inline else [])
+                + list(self.flags))
+
+
+PLACED = ("data_dir", "stream_dir")  # the data's folder settings, relative to the file that sets them
+
+
+def placed(path: Path, content: dict) -> tuple[str, ...]:
+    """A baseline file's relative data folders as flags with their place: relative to the file, so a
+    study runs from any working directory (``data_dir: digits`` beside the claims file)."""
+    data = content.get("data") if isinstance(content, dict) else None
+    settings = (data.get("init_args") or {}) if isinstance(data, dict) and "class_path" in data else data or {}
+    return tuple(f"--data.{key}={(path.parent / value).resolve()}" for key, value in settings.items()
+                 if key in PLACED and isinstance(value, str) and not Path(value).expanduser().is_absolute())
 
 
 DEFAULT = Baseline()

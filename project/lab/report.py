@@ -301,7 +301,9 @@ def write_study(study: dict, results: dict, out_dir: Path, echo, minutes: float 
     ordered = [results[p] for p in pairs if p in results and p[1] in seeds]
     replicated = [results[p] for p in pairs if p in results and p[1] in second]
     rows = summarize(ordered, experiments)
-    title = f"make compare: {out_dir.name}, {len(seeds)} seeds (vary {vary}), data set {', '.join(study['datasets'])}"
+    source = (study.get("baseline") or {}).get("source", "configs/experiment/baseline.yaml")
+    title = (f"make compare: {out_dir.name}, {len(seeds)} seeds (vary {vary}), data set {', '.join(study['datasets'])}, "
+             f"baseline {source}")
     note = (" The seeds came from a sequential plan that stopped each claim when decided: the * marks are this table's "
             "fixed-sample view, the verdicts valid under that stopping are in conclusions.md." if entries is not None else "")
     write_tables(rows, out_dir, seeds, vary, summarize(replicated, experiments) if second else None, second, note)

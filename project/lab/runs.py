@@ -26,6 +26,7 @@ from project.model.classifier import (
     CLEAN_ACC,
     GAP,
     TEST_ACC,
+    TRAINED_ACC,
     UNSEEN_ACC,
     UNUSED_ACC,
     VAL_ACC,
@@ -127,10 +128,14 @@ def _figures(run_dir: Path) -> dict:
                                                            ZERO_FRACTION)}
     # (nan where a data module of the user's own has no clean training subset, or without data.test_unused)
     unused = test.get(UNUSED_ACC, math.nan)
-    return {"train_acc": weights[CLEAN_ACC], "val_acc": weights[VAL_ACC], "best_val_acc": max(val),
+    # With data.test_unused the test measured every training sample (trained/acc); the epochs' clean
+    # subset (data.clean_train_size) may be smaller, for the curve only. Bias and gaps follow the whole.
+    train = test.get(TRAINED_ACC, weights[CLEAN_ACC])
+    shift = train - weights[CLEAN_ACC]
+    return {"train_acc": train, "val_acc": weights[VAL_ACC], "best_val_acc": max(val),
             "test_acc": test[TEST_ACC], "unused_acc": unused, "unseen_acc": test.get(UNSEEN_ACC, math.nan),
-            "gap": weights[GAP], "unused_gap": weights[CLEAN_ACC] - unused, "bias": weights[BIAS],
-            "variance": weights[VARIANCE],
+            "gap": weights[GAP] + shift, "unused_gap": train - unused, "bias": weights[BIAS] - shift,
+            "variance": weights[VARIANCE] + shift,
             "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
             "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
             "effective_batch": (summary.get("batch") or {}).get("effective"),

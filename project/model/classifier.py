@@ -20,9 +20,9 @@ from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from project import memory
-from project.data.datamodule import CLEAN_TRAIN_LOADER, UNUSED_LOADER
+from project.data.datamodule import CLEAN_TRAIN_LOADER, TRAINED_LOADER, UNUSED_LOADER
 from project.devices import gathered, own_rank
-from project.errors import SettingError, fail, first_line, is_finite_number
+from project.errors import SettingError, class_name, fail, first_line, is_finite_number
 from project.model import schedules, zoo
 from project.model.nn import ConvNet, Network, layer_weights, network_class
 
@@ -47,9 +47,11 @@ TRAIN_LOSS, TRAIN_ACC = "train/loss", "train/acc"              # running, on aug
 CLEAN_LOSS, CLEAN_ACC = "train/loss_clean", "train/acc_clean"  # a fixed training subset, eval mode, no augmentation
 VAL_LOSS, VAL_ACC, VAL_ACC_BEST = "val/loss", "val/acc", "val/acc_best"
 TEST_LOSS, TEST_ACC = "test/loss", "test/acc"
-# data.test_unused: the training samples train_size leaves out, and those with the test split together
+# data.test_unused: the training samples train_size leaves out, those with the test split together,
+# and the samples trained on (eval mode, no augmentation), all measured by the test
 UNUSED_LOSS, UNUSED_ACC, UNSEEN_ACC = "unused/loss", "unused/acc", "unseen/acc"
-TEST_METRICS = (TEST_LOSS, TEST_ACC, UNUSED_LOSS, UNUSED_ACC, UNSEEN_ACC)
+TRAINED_LOSS, TRAINED_ACC = "trained/loss", "trained/acc"
+TEST_METRICS = (TEST_LOSS, TEST_ACC, UNUSED_LOSS, UNUSED_ACC, UNSEEN_ACC, TRAINED_LOSS, TRAINED_ACC)
 GAP, BIAS, VARIANCE = "gap/acc", "diagnosis/bias", "diagnosis/variance"
 WEIGHT_NORM, ZERO_FRACTION, NEAR_ZERO_FRACTION = "weights/l2_norm", "weights/zero_fraction", "weights/near_zero_fraction"
 PENALTY = "train/penalty"  # logged by project.model.callbacks.WeightPenalty when a penalty is on
@@ -67,7 +69,7 @@ def fit_metrics(clean_train: bool = True, penalty: bool = False) -> list[str]:
 
 # train_clean: a fixed subset of the training split in eval mode, without augmentation (the data
 # module's clean-train validation loader): the training accuracy that is comparable with validation's.
-STAGES = ("train", "train_clean", "val", "test", "unused")
+STAGES = ("train", "train_clean", "val", "test", "unused", "trained")
 # |w| below this counts as near zero in weights/near_zero_fraction.
 NEAR_ZERO = 1e-3
 
@@ -206,7 +208,8 @@ class ImageClassifier(LightningModule):
 
     # Each stage's (loss, accuracy) metric names.
     STAGE_METRICS = {"train": (TRAIN_LOSS, TRAIN_ACC), "train_clean": (CLEAN_LOSS, CLEAN_ACC),
-                     "val": (VAL_LOSS, VAL_ACC), "test": (TEST_LOSS, TEST_ACC), "unused": (UNUSED_LOSS, UNUSED_ACC)}
+                     "val": (VAL_LOSS, VAL_ACC), "test": (TEST_LOSS, TEST_ACC), "unused": (UNUSED_LOSS, UNUSED_ACC),
+                     "trained": (TRAINED_LOSS, TRAINED_ACC)}
 
     def _log_epoch(self, stage: str) -> None:
         # Logging the metric objects: Lightning computes them (synced across devices), then resets.
@@ -223,9 +226,11 @@ class ImageClassifier(LightningModule):
         return self._step(batch, "train_clean" if dataloader_idx == CLEAN_TRAIN_LOADER else "val")[1].detach()
 
     def test_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
-        # data.test_unused's second loader: the training samples that train_size leaves out
-        logits = self._step(batch, "unused" if dataloader_idx == UNUSED_LOADER else "test")[1].detach()
-        self.unseen_acc.update(logits, batch[1])
+        # data.test_unused's loaders: the training samples train_size leaves out, then those trained on
+        stage = {UNUSED_LOADER: "unused", TRAINED_LOADER: "trained"}.get(dataloader_idx, "test")
+        logits = self._step(batch, stage)[1].detach()
+        if stage != "trained":
+            self.unseen_acc.update(logits, batch[1])
         return logits
 
     def on_test_epoch_end(self) -> None:
@@ -235,6 +240,8 @@ class ImageClassifier(LightningModule):
             self.log(UNSEEN_ACC, self.unseen_acc, add_dataloader_idx=False)
         else:
             self.unseen_acc.reset()
+        if self.trained_acc.update_called:
+            self._log_epoch("trained")
 
     def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -378,7 +385,7 @@ def _materialized(net: nn.Module, input_shape: tuple[int, int, int]) -> nn.Modul
             with torch.no_grad():
                 net(torch.zeros(2, *input_shape))
         except Exception as err:
-            fail("model.net", type(net).__name__, f"a network whose lazy layers take a batch of shape {(2, *input_shape)}",
+            fail("model.net", class_name(type(net)), f"a network whose lazy layers take a batch of shape {(2, *input_shape)}",
                  f"raised {type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}")
         finally:
             net.train(training)

@@ -296,6 +296,11 @@ def read_checkpoint(path: Path) -> dict:
                               f"{reason}") from None
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "pytorch-lightning_version" not in checkpoint:
         raise CheckpointError(path, "is not a Lightning checkpoint of this project")
+    for field in ("epoch", "global_step"):  # a hand-edited or foreign file: its training state cannot be trusted
+        value = checkpoint.get(field, 0)
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise CheckpointError(path, f"has {field}={value!r}, not a whole number >= 0: a hand-edited or foreign "
+                                  "file, whose training state cannot be trusted")
     return checkpoint
 
 

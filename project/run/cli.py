@@ -15,6 +15,7 @@ import random
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -65,6 +66,7 @@ class OneLineErrorParser(LightningArgumentParser):
 
     def parse_args(self, args=None, *rest, **kwargs):
         self.given = list(sys.argv[1:] if args is None else args)  # to quote a flag's value in an error
+        checks.check_config_files(self.given)  # every entry point's --config files: one line naming a bad one
         return super().parse_args(args, *rest, **kwargs)
 
     def error(self, message: str, ex: Exception | None = None):
@@ -214,6 +216,10 @@ class ProjectCLI(LightningCLI):
             folder = resume.run_folder if resume else None
             if folder and logger is not None and folder.parent.resolve() == (Path(save_dir) / name).resolve():
                 logger.version = folder.name
+                # Lightning warns that the checkpoint folder is not empty: here that is the point
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+                if self.notes:
+                    self.notes[-1] += f", in its own folder {folder}: its checkpoints stay, the next ones join them"
         elif logger is not None:
             # validate/test/predict write beside the run they evaluate (version_N/<subcommand>/), or
             # under <name>-<subcommand>/, never as a new run folder of fit's.
@@ -355,7 +361,6 @@ def main(args: list[str] | None = None) -> None:
     given = sys.argv[1:] if args is None else args
     previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        checks.check_config_files(given)
         if given[:1] == ["prepare"]:  # data.stream's conversion alone (project/data/stream.py)
             from project.data.stream import prepare_command
 

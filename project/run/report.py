@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from project.model.classifier import CLEAN_ACC, TEST_ACC, TEST_LOSS, UNSEEN_ACC, UNUSED_ACC, VAL_ACC, VAL_ACC_BEST
+from project.model.classifier import CLEAN_ACC, TEST_ACC, TEST_LOSS, TRAINED_ACC, UNSEEN_ACC, UNUSED_ACC, VAL_ACC, VAL_ACC_BEST
 from project.model.diagnosis import Diagnosis
 from project.run.checkpoints import write_atomically
 
@@ -58,7 +58,9 @@ def run_summary(epochs_run: int, human_accuracy: float, tolerance: float, log_di
         f"test accuracy       {value(test, TEST_ACC)}",
         f"test loss           {value(test, TEST_LOSS)}",
         *([f"unused train acc    {value(test, UNUSED_ACC)}   (the training samples data.train_size left out)",
-           f"unseen accuracy     {value(test, UNSEEN_ACC)}   (the test split and those together)"] if UNUSED_ACC in test else []),
+           f"unseen accuracy     {value(test, UNSEEN_ACC)}   (the test split and those together)",
+           f"trained acc         {value(test, TRAINED_ACC)}   (every training sample, eval mode, no augmentation)"]
+          if UNUSED_ACC in test else []),
         f"val accuracy        {value(weights, VAL_ACC)}   (the tested weights)",
         f"clean train acc     {value(weights, CLEAN_ACC)}   (the tested weights, eval mode, no augmentation)",
         f"best val accuracy   {value(weights, VAL_ACC_BEST)}   (any epoch up to then)",

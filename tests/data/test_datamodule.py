@@ -137,11 +137,12 @@ def test_the_run_summary_states_the_effective_batch(tmp_path, monkeypatch, capsy
 
 def test_test_unused_measures_the_training_images_train_size_leaves_out(make_trainer):
     """unused/acc is the tested weights' accuracy on exactly the training split's samples outside the
-    500 trained on, by plain PyTorch; unseen/acc is those and the test split together."""
-    from project.model.classifier import TEST_ACC, UNSEEN_ACC, UNUSED_ACC, ImageClassifier
+    500 trained on, by plain PyTorch; unseen/acc is those and the test split together; trained/acc
+    is every one of the 500, however few the epochs' clean subset holds."""
+    from project.model.classifier import TEST_ACC, TRAINED_ACC, UNSEEN_ACC, UNUSED_ACC, ImageClassifier
 
     torch.manual_seed(0)
-    dm = ImageDataModule(train_size=500, test_unused=True, augment=[])
+    dm = ImageDataModule(train_size=500, test_unused=True, clean_train_size=50, augment=[])
     model = ImageClassifier()
     trainer = make_trainer(max_epochs=2, limit_val_batches=0)
     trainer.fit(model, dm)
@@ -158,6 +159,7 @@ def test_test_unused_measures_the_training_images_train_size_leaves_out(make_tra
             return int((model(dm.prepare(split.images)).argmax(1) == split.labels).sum())
 
     unused, test = right(dm.unused_set), right(dm.test_set)
+    assert len(dm.train_clean_set) == 50 and logged[TRAINED_ACC] == pytest.approx(right(dm.train_set) / 500, abs=1e-6)
     assert logged[UNUSED_ACC] == pytest.approx(unused / 757, abs=1e-6)
     assert logged[TEST_ACC] == pytest.approx(test / len(dm.test_set), abs=1e-6)
     assert logged[UNSEEN_ACC] == pytest.approx((unused + test) / (757 + len(dm.test_set)), abs=1e-6)

@@ -43,14 +43,14 @@ NET_MISTAKES = [
     ("Frozen", "model.net=tests.own.nets.Frozen", "has every parameter frozen: nothing to train"),
     ("Detached", "model.net=tests.own.nets.Detached", "returned an output with no gradient in training mode"),
     ("InitRaises", "model.net=tests.own.nets.InitRaises", "raised ValueError while being built: width must be even"),
-    ("NeedsDepth", "model.net.depth=null", "is missing: it is required by NeedsDepth"),
+    ("NeedsDepth", "model.net.depth=null", "is missing: it is required by tests.own.nets.NeedsDepth"),
     ("make_net", "model.net=tests.own.nets.make_net", "is a function: name the class it builds"),
     ("NOT_A_CLASS", "model.net=tests.own.nets.NOT_A_CLASS", "is an int, not an nn.Module class"),
     ("NotAModule", "model.net=tests.own.nets.NotAModule", "is a class, not an nn.Module class"),
     ("Goood", "model.net=tests.own.nets.Goood", "tests.own.nets has no Goood; did you mean Good?"),
-    ("Good --model.net.widht=3", "model.net.widht=3", "is not a setting of Good (did you mean width?)"),
+    ("Good --model.net.widht=3", "model.net.widht=3", "is not a setting of tests.own.nets.Good (did you mean width?)"),
     ("Good --model.net.width=abc", "model.net.width=abc", "allowed: an integer"),
-    ("Good --model.net.norm=batch", "model.net.norm=batch", "is not a setting of Good"),
+    ("Good --model.net.norm=batch", "model.net.norm=batch", "is not a setting of tests.own.nets.Good"),
 ]
 
 

@@ -43,7 +43,7 @@ DATA_MISTAKES = [
     ("InitRaises", "data=tests.own.data.InitRaises", "raised ValueError while being built: size must be a power"),
     ("NotADataModule", "data=tests.own.data.NotADataModule", "is a class, not a LightningDataModule class"),
     ("Gooood", "data=tests.own.data.Gooood", "tests.own.data has no Gooood; did you mean Good?"),
-    ("Good --data.sizee=3", "data.sizee=3", "is not a setting of Good (did you mean size?)"),
+    ("Good --data.sizee=3", "data.sizee=3", "is not a setting of tests.own.data.Good (did you mean size?)"),
 ]
 
 
