@@ -269,6 +269,9 @@ def one_line_parse_error(message: str, known_keys: list[str] | None = None, argv
         close = difflib.get_close_matches(key, known_keys or [], n=1, cutoff=0.75)
         hint = f" (did you mean {close[0]}?)" if close else ""
         return f"{key}={value} is not a setting{hint}; allowed: the keys `project fit --print_config` shows"
+    command = re.search(r"argument subcommand: invalid choice: '([^']*)' \(choose from (.*?)\)", text)
+    if command:
+        return f"subcommand={command.group(1)} is not known; allowed: {command.group(2).replace(chr(39), '')}"
     keys = [k for k in re.findall(r'Parser key "([^"]+)"', text)]
     key = ".".join(dict.fromkeys(keys))
     last = text.rfind(f'Parser key "{keys[-1]}"') if keys else 0

@@ -1,5 +1,6 @@
 """The figures in README.md and docs/ (project/docs.py): each block is what its stored sources
-render (so a hand edit fails), and every number in it comes from those sources."""
+render (so a hand edit fails), and every number in it comes from those sources. The renderers
+themselves: tests/test_figures.py."""
 
 import re
 import shutil
@@ -79,12 +80,6 @@ def test_new_sources_rewrite_the_block(copy_of_the_docs):
     assert len(docs.check()) == 2  # train and seeds both read seed 0's run
     docs.main(["--render"])
     assert docs.check() == [] and "test accuracy       1." in (copy_of_the_docs / "README.md").read_text()
-
-
-def test_summary_rendered_by_hand():
-    output = "Epoch 1 ...\nRun summary\n-----------\ntest accuracy       0.9861\n\nDiagnosis\nnext      nothing\ntrailing\n"
-    assert docs.render_train([output]) == ("    Run summary\n    -----------\n    test accuracy       0.9861\n\n"
-                                           "    Diagnosis\n    next      nothing\n")
 
 
 def test_an_unknown_page_is_one_line(capsys):

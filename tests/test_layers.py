@@ -20,7 +20,7 @@ def _name(path: Path) -> str:
 
 def _stage(module: str) -> tuple[int, str]:
     """(stage, package) of a module; the entry point ``project.__main__`` stands above them all."""
-    if module in ("project.__main__", "project.docs"):  # the entry point, and make docs, which runs the others
+    if module in ("project.__main__", "project.docs", "project.figures"):  # the entry point; make docs runs the others
         return 5, "main"
     if module in BASE:
         return 0, "base"
@@ -86,3 +86,38 @@ def test_every_module_has_its_test_file(path):
 def test_no_module_past_about_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in MODULES if (n := len(p.read_text().splitlines())) > 420}
     assert not long, f"split these by idea: {long}"
+
+
+def _own_package_imports(path: Path) -> list[str]:
+    """``from project.model import zoo`` inside project/model/, whose __init__.py imports its
+    classifier: a module reaching its siblings through a package that is importing it, a circle."""
+    package = _name(path).rsplit(".", 1)[0] if path.name != "__init__.py" else None
+    init = path.parent / "__init__.py"
+    if not package or not init.exists() or not any(target.startswith(f"{package}.") for target in _imports(init)):
+        return []
+    return [f"from {node.module} import {', '.join(a.name for a in node.names)}"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom) and node.module == package]
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if p.name != "__init__.py"], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_imports_its_siblings_through_its_own_package(path, tmp_path):
+    assert not _own_package_imports(path), f"{path.relative_to(ROOT)}: import the modules themselves, not the package"
+
+
+def test_the_circle_rule_would_catch_one(tmp_path):
+    circle = PACKAGE / "model" / "circle_probe.py"
+    try:
+        circle.write_text("from project.model import schedules, zoo\n")
+        assert _own_package_imports(circle) == ["from project.model import schedules, zoo"]
+    finally:
+        circle.unlink()
+
+
+def test_nothing_imports_a_private_name_of_another_module():
+    """A name with a leading underscore is its module's own: used elsewhere, it is public and named so."""
+    private = [f"{path.relative_to(ROOT)}: {alias.name} from {node.module}"
+               for path in MODULES for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("project")
+               for alias in node.names if alias.name.startswith("_") and alias.name != "__version__"]
+    assert not private, private

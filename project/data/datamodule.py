@@ -18,9 +18,9 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader
 
-from project.data import resume
 from project.data.augment import AugmentSpec, BatchAugment
 from project.data.datasets import DATASET_SETTINGS, DATASETS
+from project.data.resume import restore, state_of
 from project.data.splits import (
     EpochDistributedSampler,
     EpochSampler,
@@ -256,7 +256,8 @@ class ImageDataModule(LightningDataModule):
         self.mean, self.std = stats.shift_scale(hp.normalize)
         self._loaded = True
 
-    def _loader(self, data, batch_size: int, sampler=None, drop_last: bool = False, shuffle: bool = False):
+    def _loader(self, data, batch_size: int, sampler=None, drop_last: bool = False, shuffle: bool = False,
+                generator: torch.Generator | None = None):
         workers = self.hparams.num_workers
         if self.hparams.stream:  # the training split; evaluation is _eval_loader's
             from project.data.stream import open_loader
@@ -265,7 +266,7 @@ class ImageDataModule(LightningDataModule):
                                self.hparams.pin_memory)
         return DataLoader(data, batch_size=batch_size, sampler=sampler, collate_fn=_keep_batch, drop_last=drop_last,
                           num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=self.hparams.pin_memory)
+                          pin_memory=self.hparams.pin_memory, generator=generator)
 
     def batch_per_process(self, world_size: int = 1, accumulation: int = 1) -> int:
         """Each process's training batch: batch_size, or batch_size_total shared out over the
@@ -354,7 +355,11 @@ class ImageDataModule(LightningDataModule):
 
             return eval_loader(data.folder, data.split, self.hparams.eval_batch_size, rank, world,
                                self.hparams.num_workers, self.hparams.pin_memory)
-        return self._loader(data, self.hparams.eval_batch_size, sampler=range(rank, len(data), world))
+        # A generator of its own: each iterator of a DataLoader draws a seed from it, so evaluating
+        # draws nothing from the global stream the training shuffles from; how often a run validates
+        # never changes what it trains.
+        return self._loader(data, self.hparams.eval_batch_size, sampler=range(rank, len(data), world),
+                            generator=torch.Generator())
 
     @property
     def predict_set(self) -> TensorBatches:
@@ -394,7 +399,7 @@ class ImageDataModule(LightningDataModule):
     # each rank's augmentation stream, where a cut epoch stood and a stream's position travel in
     # checkpoints, for an exact resume (project/data/resume.py)
     def state_dict(self) -> dict:
-        return resume.state_of(self)
+        return state_of(self)
 
     def load_state_dict(self, state: dict) -> None:
-        resume.restore(self, state)
+        restore(self, state)

@@ -156,7 +156,7 @@ def compare(experiments: list[str] | None, seeds: list[int], name: str = "defaul
     study = json.loads(json.dumps(study))  # as the storage keeps it: every worker compares the same thing
     out_dir = Path(output) / name
 
-    args_of = RunArgs(vary, out_dir / "runs", extra, parsed.seeded, base, root, parsed.tests_best)
+    args_of = RunArgs(vary, out_dir / "runs", extra, parsed.seeded, base, root, parsed.tests_best, parsed.val_every)
 
     started = time.perf_counter()
     if storage is not None:

@@ -148,10 +148,11 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
     fig = plt.figure(figsize=(4.2 * max(columns, 4), 3.4 * curve_rows + bottom), dpi=100)
     columns = max(columns, 4) if entries else columns
     grid = fig.add_gridspec(curve_rows + 1, 3 * columns, height_ratios=[1] * curve_rows + [bottom / 3.4])
-    curves_by_experiment, lengths = {}, {}
+    curves_by_experiment, lengths, every = {}, {}, {}
     for row in shown:
         runs = [r for r in results if r["experiment"] == row["experiment"] and r["status"] == "ok"]
-        lengths[row["experiment"]] = [len(r["val_acc_curve"]) for r in runs]
+        lengths[row["experiment"]] = [len(r["val_acc_curve"]) * r.get("val_every", 1) for r in runs]
+        every[row["experiment"]] = runs[0].get("val_every", 1)
         curves_by_experiment[row["experiment"]] = {
             key: [r[key] for r in runs] for key in ("train_acc_curve", "val_acc_curve")}
     # every epoch from the first is on the axes: the lowest mean anywhere sets the bottom
@@ -164,7 +165,7 @@ def write_report(rows: list[dict], results: list[dict], out_dir: Path, title: st
             if not any(curves_by_experiment[row["experiment"]][key]):
                 continue
             mean, std = _ragged(curves_by_experiment[row["experiment"]][key])
-            epochs = np.arange(1, len(mean) + 1)
+            epochs = every[row["experiment"]] * np.arange(1, len(mean) + 1)  # (a study validates every 3 epochs)
             ax.plot(epochs, mean, color=color, label=label, linewidth=1.6)
             ax.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         ax.set_ylim(low, 1.005)

@@ -124,6 +124,7 @@ def _figures(run_dir: Path) -> dict:
     logged = events.Tags()["scalars"]
     curves = {tag: [e.value for e in events.Scalars(tag)] if tag in logged else [] for tag in (CLEAN_ACC, VAL_ACC)}
     val = curves[VAL_ACC]
+    every = max(1, summary["epochs"] // len(val)) if val else 1  # epochs between validations (a study's runs: 3)
     weights = {key: weights.get(key, math.nan) for key in (CLEAN_ACC, VAL_ACC, GAP, BIAS, VARIANCE, WEIGHT_NORM,
                                                            ZERO_FRACTION)}
     # (nan where a data module of the user's own has no clean training subset, or without data.test_unused)
@@ -137,7 +138,8 @@ def _figures(run_dir: Path) -> dict:
             "gap": weights[GAP] + shift, "unused_gap": train - unused, "bias": weights[BIAS] - shift,
             "variance": weights[VARIANCE] + shift,
             "weight_norm": weights[WEIGHT_NORM], "zero_fraction": weights[ZERO_FRACTION],
-            "epochs_to_best": 1 + val.index(max(val)), "epochs": len(val), "tested": summary["tested"],
+            "epochs_to_best": every * (1 + val.index(max(val))), "epochs": summary["epochs"], "val_every": every,
+            "tested": summary["tested"],
             "effective_batch": (summary.get("batch") or {}).get("effective"),
             "val_acc_curve": val, "train_acc_curve": curves[CLEAN_ACC]}
 

@@ -23,8 +23,9 @@ from project import memory
 from project.data.datamodule import CLEAN_TRAIN_LOADER, TRAINED_LOADER, UNUSED_LOADER
 from project.devices import gathered, own_rank
 from project.errors import SettingError, class_name, fail, first_line, is_finite_number
-from project.model import schedules, zoo
 from project.model.nn import ConvNet, Network, layer_weights, network_class
+from project.model.schedules import check_schedule, check_scheduler, lightning_schedulers, run_length
+from project.model.zoo import from_library
 
 
 # A network is built for the data's shape and classes: ConvNet or MLP by short name (or any
@@ -306,7 +307,7 @@ class ImageClassifier(LightningModule):
             if any(isinstance(v, float) and not is_finite_number(v) for v in values):
                 fail(f"model.optimizer.{key}", value, "finite numbers")
         if self.scheduler_factory is not None:
-            self.needs_run_length = schedules.check_scheduler(self.scheduler_factory, optimizer,
+            self.needs_run_length = check_scheduler(self.scheduler_factory, optimizer,
                                                               self.hparams.warmup_steps)
 
     def configure_optimizers(self):
@@ -318,15 +319,15 @@ class ImageClassifier(LightningModule):
         if self.scheduler_factory is not None:
             if not math.isfinite(self.trainer.num_training_batches):
                 self.trainer.fit_loop.setup_data()  # as Trainer.estimated_stepping_batches does
-            epochs, steps = schedules.run_length(self.trainer, self.trainer.num_training_batches)
-        return [optimizer], schedules.lightning_schedulers(
+            epochs, steps = run_length(self.trainer, self.trainer.num_training_batches)
+        return [optimizer], lightning_schedulers(
             self.scheduler_factory, optimizer, epochs, steps, self.hparams.warmup_steps,
             self.hparams.warmup_start_factor, monitor=VAL_LOSS)
 
     def check_schedule(self, epochs: float, steps: float) -> None:
         """The schedule stepped through the whole run before training (project.model.schedules.check_schedule)."""
         if self.scheduler_factory is not None:
-            schedules.check_schedule(self.scheduler_factory, self.optimizer_factory, epochs, steps)
+            check_schedule(self.scheduler_factory, self.optimizer_factory, epochs, steps)
 
 
 def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_classes: int,
@@ -335,7 +336,7 @@ def build_network(net: NetCallable, input_shape: tuple[int, int, int], num_class
     network whose parameters alone would not fit in this machine's memory stops with its settings
     named, not with an allocation failure minutes later. A constructor of the user's own that
     raises is one line naming the class."""
-    net = zoo.from_library(net)  # timm.models.resnet18 -> Timm(name="resnet18")
+    net = from_library(net)  # timm.models.resnet18 -> Timm(name="resnet18")
     make = _for_the_data(net, input_shape, num_classes)
     target = network_class(net)
     try:

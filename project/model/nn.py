@@ -215,7 +215,9 @@ def _check_common(widths: Sequence[int], setting: str, dropout: float, norm: str
     choice(INITS, "init", init)
 
 
-def _check_input(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
+def check_input(input_shape: Sequence[int], num_classes: int) -> tuple[int, int, int]:
+    """The data's shape and classes as every network of the project takes them: three positive sizes
+    and at least two classes (one line naming the bad one otherwise)."""
     if len(input_shape) != 3 or any(int(s) <= 0 for s in input_shape):
         fail("input_shape", tuple(input_shape), "three positive sizes (channels, height, width)")
     if num_classes < 2:
@@ -287,7 +289,7 @@ class ConvNet(Network):
         if width != 1:  # a width of 0 or less stays itself, for the check below to name it
             widths = [max(1, round(w * width)) if is_finite_number(w) and w > 0 else w for w in widths]
             hidden = max(1, round(hidden * width)) if hidden > 0 else hidden
-        channels, height, image_width = _check_input(input_shape, num_classes)
+        channels, height, image_width = check_input(input_shape, num_classes)
         _check_common(widths, "widths", dropout, norm, activation, init)
         if not 0.0 <= conv_dropout < 1.0:
             fail("conv_dropout", conv_dropout, "a number in [0, 1)")
@@ -357,7 +359,7 @@ class MLP(Network):
                 textbook Glorot Var 2/(n_in+n_out) and He Var 2/((1+a^2) n_in). The output layer gets gain 1.
         """
         super().__init__()
-        shape = _check_input(input_shape, num_classes)
+        shape = check_input(input_shape, num_classes)
         _check_common(hidden, "hidden", dropout, norm, activation, init)
         features = math.prod(shape)
         blocks: list[nn.Module] = []

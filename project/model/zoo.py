@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from project.errors import choice, fail, first_line
-from project.model.nn import INITS, NORMS, Network, _check_input, init_weights, layer_weights, network_class
+from project.model.nn import INITS, NORMS, Network, check_input, init_weights, layer_weights, network_class
 
 # Sizes tried, in order, for a network that cannot take the data's own.
 SIZES = (16, 32, 64, 96, 128, 160, 224)
@@ -137,7 +137,7 @@ class Timm(LibraryNet):
         self.notes: list[str] = []  # said by the CLI once every check passed, so an error stays the only line
         import timm
 
-        channels, _, _ = _check_input(input_shape, num_classes)
+        channels, _, _ = check_input(input_shape, num_classes)
         if name not in timm.list_models():
             close = difflib.get_close_matches(name, timm.list_models(), n=3)
             fail("name", name, "a timm model name (python -c 'import timm; print(timm.list_models())')",
@@ -218,7 +218,7 @@ class TorchVision(LibraryNet):
         self.notes: list[str] = []
         import torchvision
 
-        channels, _, _ = _check_input(input_shape, num_classes)
+        channels, _, _ = check_input(input_shape, num_classes)
         known = torchvision.models.list_models(module=torchvision.models)
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)

@@ -216,11 +216,12 @@ def write_study_views(study_dir: Path, results: list[dict]) -> Path:
     try:
         for name in experiments:
             runs = [r for r in results if r["experiment"] == name and r["status"] == "ok"]
+            every = runs[0].get("val_every", 1)  # epochs between the runs' validations
             for key, writer in writers.items():
                 longest = max(len(r[key]) for r in runs)
-                for epoch in range(longest):  # the runs still going at that epoch (early stopping ends some)
-                    values = [r[key][epoch] for r in runs if len(r[key]) > epoch]
-                    writer.add_scalar(f"{name}/accuracy", sum(values) / len(values), epoch)
+                for k in range(longest):  # the runs still going at that point (early stopping ends some)
+                    values = [r[key][k] for r in runs if len(r[key]) > k]
+                    writer.add_scalar(f"{name}/accuracy", sum(values) / len(values), every * (k + 1) - 1)
             layout[f"{name} ({len(runs)} seeds)"] = ["Multiline", [f"^{re.escape(name)}/accuracy$"]]
         writers["train_acc_curve"].add_custom_scalars(
             {"study: clean train vs validation accuracy, mean of seeds": layout})

@@ -10,7 +10,7 @@ def test_quick_benchmark_report_has_every_measure(tmp_path):
     lines = []
     report = bench.run(bench.TINY, tmp_path, echo=lines.append)
     measures = [row["measure"] for row in report["rows"]]
-    for prefix in ("1.", "2.", "3.", "4.", "5a.", "5b.", "5c.", "5d.", "5f.", "6a.", "6b.", "6c.", "7."):
+    for prefix in ("1.", "2.", "3.", "4.", "5a.", "5b.", "5c.", "5d.", "5f.", "6a.", "6b.", "6c.", "7.", "8."):
         assert any(m.startswith(prefix) for m in measures), prefix
     for row in report["rows"]:  # every ratio was measured: a figure for ours and for its reference
         if row["ratio"] is not None:

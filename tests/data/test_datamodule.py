@@ -174,3 +174,18 @@ def test_test_unused_needs_unused_samples_in_memory():
     everything = ImageDataModule(test_unused=True, train_size=1257)  # the whole training split: nothing more to test
     everything.setup()
     assert everything.unused_set is None and not isinstance(everything.test_dataloader(), list)
+
+
+def test_how_often_a_run_validates_never_changes_what_it_trains(make_trainer):
+    """Each DataLoader iterator draws a seed; the evaluation loaders draw theirs from a generator of
+    their own, so validating every epoch or every second one leaves the training shuffles, and the
+    weights, exactly as they are (the lab validates every 3 epochs where nothing chooses by it)."""
+    from project.model.classifier import ImageClassifier
+
+    weights = []
+    for every in (1, 2):
+        torch.manual_seed(0)
+        model = ImageClassifier()
+        make_trainer(max_epochs=4, check_val_every_n_epoch=every, limit_train_batches=5).fit(model, ImageDataModule())
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(weights[0], weights[1])

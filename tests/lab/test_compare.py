@@ -83,7 +83,8 @@ def test_compare_writes_tables_and_report_and_caches_by_configuration(tmp_path, 
     lab.compare(["baseline"], [0], name="tiny", output=str(tmp_path / "out"), extra=[*TINY, "--trainer.max_epochs=3"],
                 echo=lines.append)
     assert "0 done before" in lines[0]
-    assert len(_logged(out / "runs" / "baseline" / "seed_0", "val/acc")) == 3
+    assert len(_logged(out / "runs" / "baseline" / "seed_0", "val/acc")) == 1  # 3 epochs, a validation every 3
+    assert json.loads((out / "runs" / "baseline" / "seed_0" / "result.json").read_text())["val_every"] == 3
     (experiments / "dropout.yaml").write_text((experiments / "dropout.yaml").read_text().replace("0.5", "0.4"))
     lines.clear()
     lab.compare(["dropout"], [0], name="tiny", output=str(tmp_path / "out"), extra=TINY, echo=lines.append)
