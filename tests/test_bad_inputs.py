@@ -266,6 +266,13 @@ FILE_CASES = [
     ("value.yaml", "model: {net: {init_args: {dropout: 3}}}\n", "model.net.dropout=3", ""),
     ("data_int.yaml", "data: 5\n", "data=5 in data_int.yaml is a YAML int", "a mapping of its settings"),
     ("model_list.yaml", "model: [1, 2]\n", "model=[1, 2] in model_list.yaml is a YAML list", ""),
+    # a class written in a file: the line quotes it, not "?" (jsonargparse's message drops it)
+    ("no_class.yaml", "model: {net: {class_path: project.model.nn.Nope}}\n", "model.net=project.model.nn.Nope is not valid",
+     "project.model.nn has no Nope"),
+    ("no_module.yaml", "model: {net: {class_path: my_pkg.nets.Net}}\n", "model.net=my_pkg.nets.Net is not valid",
+     "importing my_pkg.nets failed"),
+    ("no_optimizer.yaml", "model: {optimizer: {class_path: torch.optim.Adamm}}\n",
+     "model.optimizer=torch.optim.Adamm", ""),
 ]
 
 

@@ -63,3 +63,30 @@ def test_a_class_path_that_does_not_import_says_which_module_and_why(tmp_path, m
     assert "No module named 'a_package_that_is_not_installed'" in import_problem("own_nets.TinyNet")
     assert import_problem("good_nets.TinyNte") == " (good_nets has no TinyNte; did you mean TinyNet?)"
     assert import_problem("good_nets.TinyNet") == ""
+
+
+def test_an_unknown_subcommand_is_one_line_naming_it_and_the_ones_there_are(capsys):
+    from project.run.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["fitt", "--trainer.max_epochs=1"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: subcommand=fitt is not known") and "allowed: fit, validate, test, predict" in err
+
+
+@pytest.mark.parametrize("argv,key,value", [
+    (["--model.net.init_args.dropout=0.3"], "model.net.dropout", "0.3"),
+    (["--model.net.dropout", "0.3", "--model.net.dropout=0.4"], "model.net.init_args.dropout", "0.4"),  # the last
+    (["--config", "{model: {net: {class_path: my.Net}}}"], "model.net", "my.Net"),
+    (["--config", "FILE", "--model.net.init_args.widths=[1]"], "model.net.widths", "[1]"),
+    (["--config", "FILE"], "model.net.widths", "[8, 16]"),
+    (["--config", "FILE"], "data.batch_size", None),
+])
+def test_given_value_reads_flags_and_config_files_as_written(tmp_path, argv, key, value):
+    from project.errors import given_value
+
+    (tmp_path / "c.yaml").write_text("model:\n  net:\n    class_path: project.nn.ConvNet\n"
+                                     "    init_args: {widths: [8, 16]}\n")
+    argv = [str(tmp_path / "c.yaml") if a == "FILE" else a for a in argv]
+    assert given_value(key, argv) == value

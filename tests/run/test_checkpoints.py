@@ -201,7 +201,14 @@ DAMAGES = {
     "code payload": (lambda p: torch.save({"state_dict": Payload(), "pytorch-lightning_version": "2.6"}, p),
                      "not a safe PyTorch checkpoint"),
     "missing": (lambda p: p.unlink(), "no such file"),
+    "epoch as text": (lambda p: _edited(p, epoch="3"), "has epoch='3', not a whole number >= 0"),
+    "negative step": (lambda p: _edited(p, global_step=-5), "has global_step=-5, not a whole number >= 0"),
 }
+
+
+def _edited(path: Path, **fields) -> None:
+    """A hand-edited file: the checkpoint as saved with some fields overwritten."""
+    torch.save({**torch.load(path, weights_only=True), **fields}, path)
 
 
 @pytest.fixture
@@ -243,6 +250,15 @@ def test_flags_that_conflict_with_the_checkpoint_are_named(tmp_path, capsys, sav
     cli = ProjectCLI(args=["fit", "--ckpt_path=last", "--trainer.max_epochs=2", "--model.optimizer.lr=0.001",
                            "--test_after_fit=false", *QUICK])
     assert cli.trainer.current_epoch == 2
+
+
+def test_resuming_into_the_runs_own_folder_says_so_without_lightnings_warning(tmp_path, capsys, saved_run, recwarn):
+    capsys.readouterr()
+    ProjectCLI(args=["fit", "--ckpt_path=last", "--trainer.max_epochs=2", "--test_after_fit=false", *QUICK])
+    err = capsys.readouterr().err
+    assert "in its own folder logs/default/version_0: its checkpoints stay, the next ones join them" in err
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]
+    assert sorted(p.name for p in (tmp_path / "logs" / "default").iterdir()) == ["version_0"]
 
 
 def test_another_models_checkpoint_brings_its_network_and_says_so(tmp_path, capsys):

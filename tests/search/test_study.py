@@ -181,6 +181,8 @@ SEARCH_BAD = [
     (dict(params={"data.batch_size": {"type": "categorical", "choices": [[1, 2]]}}), [],
      "params.data.batch_size.choices=[1, 2]"),
     (dict(flags="--trainer.max_epochs=3"), [], "flags=--trainer.max_epochs=3"),
+    (dict(config=["nope.yaml"]), [], "--config=nope.yaml is not a file"),  # was config=? ... see --help
+    (dict(config=["a_file"]), [], "--config=a_file is empty"),
 ]
 
 
