@@ -39,21 +39,15 @@ CLEAN_TRAIN_LOADER = 1
 # its third the samples trained on, clean (trained/acc): the tested weights on all of them.
 UNUSED_LOADER, TRAINED_LOADER = 1, 2
 DEFAULT_DATA_DIR = "data"
+DEFAULT_AUGMENT: list[AugmentSpec] = [{"name": "random_crop", "padding": 1}]
 
 
 def _plain(value):
     return list(value) if isinstance(value, (tuple, list)) else value
-DEFAULT_AUGMENT: list[AugmentSpec] = [{"name": "random_crop", "padding": 1}]
 
 
-# --- batches -------------------------------------------------------------------------------------
-
-
-def _keep_batch(batch):
+def _keep_batch(batch):  # a batch is one indexing operation's (images, labels) already
     return batch
-
-
-# --- the data module -----------------------------------------------------------------------------
 
 
 class ImageDataModule(LightningDataModule):
@@ -281,9 +275,8 @@ class ImageDataModule(LightningDataModule):
         return share
 
     def _trainer_batch(self) -> int:
-        trainer = self.trainer
-        return self.batch_per_process(trainer.world_size, trainer.accumulate_grad_batches) if trainer else \
-            self.batch_per_process()
+        t = self.trainer
+        return self.batch_per_process(t.world_size, t.accumulate_grad_batches) if t else self.batch_per_process()
 
     def train_batches(self, world_size: int = 1, accumulation: int = 1) -> int:
         """Training batches an epoch in each process, as train_dataloader makes them."""

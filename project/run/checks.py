@@ -22,7 +22,8 @@ from project import memory
 from project.devices import will_fork
 from project.errors import fail, is_finite_number, is_integer
 from project.model import schedules
-from project.model.classifier import fit_metrics, network_settings
+from project.model.build import network_settings
+from project.model.classifier import fit_metrics
 from project.run.paths import check_path
 
 # numpy's and scikit-learn's seeds are 32-bit; torch's would take more.

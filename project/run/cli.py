@@ -28,7 +28,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from project.data.datamodule import ImageDataModule
 from project.devices import PeerLost, fall_back_to_fp16, global_rank, leave_process_group, lost_peer, peer_lost
-from project.errors import SettingError, constructor_error, one_line_parse_error, stop
+from project.errors import SettingError, class_name, constructor_error, one_line_parse_error, stop
 from project.model.callbacks import NonFiniteLossError, WeightPenalty
 from project.model.classifier import TEST_METRICS, ImageClassifier
 from project.run import checks, lr_find, net_settings, own_data, paths, report
@@ -154,7 +154,7 @@ class ProjectCLI(LightningCLI):
             self.notes.append(f"note: {restarted()}: resuming from the newest checkpoint of the run (--ckpt_path last)")
         if not config or not config.get("ckpt_path"):
             return
-        save_dir, name, _ = _logger_settings(config)
+        save_dir, name, _ = paths.logger_settings(config)
         try:
             resume = load_resume(config.ckpt_path, save_dir, name)
         except CheckpointError as err:
@@ -167,8 +167,8 @@ class ProjectCLI(LightningCLI):
         if saved:  # the checkpoint's network where the user set none (it cannot load into another)
             configured = as_plain(config.get("model", {})).get("net")
             if configured != as_plain(saved).get("net"):  # said once every check has passed
-                self.notes.append(f"note: model.net is the checkpoint's {_short_net(saved.get('net'))} with its saved "
-                                  f"settings, not the configured {_short_net(configured)}")
+                self.notes.append(f"note: model.net is the checkpoint's {_net_name(saved.get('net'))} with its saved "
+                                  f"settings, not the configured {_net_name(configured)}")
             try:
                 self.config = self.parser.parse_object({subcommand: {"model": saved}}, self.config)
             except SystemExit:
@@ -203,7 +203,7 @@ class ProjectCLI(LightningCLI):
         if not config:
             return
         fall_back_to_fp16(config.trainer)
-        save_dir, name, logger = _logger_settings(config)
+        save_dir, name, logger = paths.logger_settings(config)
         resume = self.resume
         if self.subcommand == "fit":
             if resume is not None:
@@ -336,32 +336,20 @@ class ProjectCLI(LightningCLI):
                                      best, tested, seconds, batch), flush=True)
 
     def after_predict(self) -> None:
-        trainer, dm = self.trainer, self.datamodule
-        predictions = trainer.predict_loop.predictions
-        if not trainer.is_global_zero or not predictions or not trainer.loggers or trainer.log_dir is None:
-            return
-        if not isinstance(dm, ImageDataModule):  # no labels or class names to write beside the predictions
-            return
-        folder = Path(trainer.log_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"predictions_{dm.hparams.predict_split}.csv"
-        report.write_predictions(path, torch.cat([p.float().cpu() for p in predictions]), dm.predict_set.labels,
-                                 dm.class_names)
-        print(f"predictions for the {len(dm.predict_set)} {dm.hparams.predict_split} images written to {path}",
-              flush=True)
+        trainer, dm, predictions = self.trainer, self.datamodule, self.trainer.predict_loop.predictions
+        # rank 0 writes them, where there is a log folder, with our data module's labels and class names
+        if trainer.is_global_zero and predictions and trainer.loggers and trainer.log_dir is not None \
+                and isinstance(dm, ImageDataModule):
+            path = Path(trainer.log_dir) / f"predictions_{dm.hparams.predict_split}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            report.write_predictions(path, torch.cat([p.float().cpu() for p in predictions]), dm.predict_set.labels,
+                                     dm.class_names)
+            print(f"predictions for the {len(dm.predict_set)} {dm.hparams.predict_split} images written to {path}",
+                  flush=True)
 
 
-def _logger_settings(config) -> tuple[str, str, object]:
-    """The logger's save_dir and name, and its init_args to change (None: no TensorBoard-like logger)."""
-    logger = config.trainer.get("logger")
-    init = logger.get("init_args") if hasattr(logger, "get") else None
-    if init is None:
-        return "logs", "default", None
-    return init.get("save_dir", "logs"), init.get("name", "default"), init
-
-
-def _short_net(net) -> str:
-    return str(net.get("class_path", net)).rsplit(".", 1)[-1] if isinstance(net, dict) else str(net)
+def _net_name(net) -> str:  # a config's network, as errors.class_name names a class
+    return class_name(str(net.get("class_path", net)) if isinstance(net, dict) else str(net))
 
 
 def main(args: list[str] | None = None) -> None:

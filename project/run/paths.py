@@ -55,3 +55,12 @@ def check_output(setting: str, folder: Path) -> None:
         fail(setting, folder, "a folder (made if missing)", f"lies under {probe}, which is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
         fail(setting, folder, "a folder this user can write", f"cannot be written ({probe} is read-only)")
+
+
+def logger_settings(config) -> tuple[str, str, object]:
+    """The logger's save_dir and name, and its init_args to change (None: no TensorBoard-like logger)."""
+    logger = config.trainer.get("logger")
+    init = logger.get("init_args") if hasattr(logger, "get") else None
+    if init is None:
+        return "logs", "default", None
+    return init.get("save_dir", "logs"), init.get("name", "default"), init

@@ -1,11 +1,9 @@
-import functools
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from project.data.datamodule import ImageDataModule
-from project.errors import SettingError
 from project.model.classifier import ImageClassifier, weight_statistics
 from project.model.nn import MLP, ConvNet
 
@@ -117,50 +115,3 @@ def test_channels_last_gives_the_same_outputs():
 def test_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ImageClassifier(**kwargs)
-
-
-class _KeywordOnly(torch.nn.Module):
-    """timm-style: num_classes by keyword, no input_shape; a lazy first layer learns the width."""
-
-    def __init__(self, num_classes: int = 3, width: int = 8):
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(width), torch.nn.Linear(width, num_classes))
-
-    def forward(self, x):
-        return self.net(x)
-
-
-class _Swapped(torch.nn.Module):
-    def __init__(self, num_classes: int, input_shape: tuple, width: int = 8):
-        super().__init__()
-        self.shape, self.fc = tuple(input_shape), torch.nn.Linear(int(torch.tensor(input_shape).prod()), num_classes)
-
-
-class _NoData(torch.nn.Module):
-    """Its own fixed head: built with neither (the dry run checks the head's width against the data)."""
-
-    def __init__(self, width: int = 8):
-        super().__init__()
-        self.fc = torch.nn.Linear(64, width)
-
-
-class _ByPosition(torch.nn.Module):
-    def __init__(self, shape, classes):
-        super().__init__()
-
-
-def test_constructors_get_the_data_by_name_in_any_order_or_neither():
-    from project.model.classifier import build_network
-
-    keyword, _ = build_network(functools.partial(_KeywordOnly, width=5), (1, 8, 8), 10)
-    assert keyword.net[1].weight.shape == (5, 64) and keyword.net[2].out_features == 10  # materialized, 10 classes
-    swapped, _ = build_network(_Swapped, (1, 8, 8), 7)
-    assert swapped.shape == (1, 8, 8) and swapped.fc.out_features == 7
-    assert build_network(_NoData, (1, 8, 8), 10)[0].fc.out_features == 8
-    # a class never gets them by position: nn.Linear(in_features, out_features) would take the shape
-    with pytest.raises(SettingError, match=r"model.net=tests.model.test_classifier._ByPosition raised TypeError while "
-                                           r"being built: .*missing 2 required positional arguments: 'shape' and "
-                                           r"'classes'; allowed: a constructor that takes the data's shape and classes "
-                                           r"by the names input_shape and num_classes"):
-        build_network(_ByPosition, (1, 8, 8), 10)
-    assert build_network(lambda shape, classes: torch.nn.Linear(shape[0], classes), (4, 1, 1), 3)[0].out_features == 3

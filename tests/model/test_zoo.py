@@ -14,7 +14,8 @@ import torchvision
 from torch import nn
 
 from project.errors import SettingError
-from project.model.classifier import ImageClassifier, build_network
+from project.model.build import build_network
+from project.model.classifier import ImageClassifier
 from project.model.nn import WEIGHT_LAYERS
 from project.model.zoo import Timm, TorchVision
 

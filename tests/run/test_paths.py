@@ -48,3 +48,15 @@ def test_an_output_folder_must_be_writable(tmp_path):
         (tmp_path / "ro").mkdir(mode=0o500)
         with pytest.raises(SettingError, match="read-only"):
             check_output("--output", tmp_path / "ro" / "x")
+
+
+def test_the_logger_settings_a_run_folder_is_found_by():
+    from jsonargparse import Namespace
+
+    from project.run.paths import logger_settings
+
+    tensorboard = Namespace(class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                            init_args=Namespace(save_dir="runs", name="mine"))
+    save_dir, name, init = logger_settings(Namespace(trainer=Namespace(logger=tensorboard)))
+    assert (save_dir, name, init) == ("runs", "mine", tensorboard.init_args)
+    assert logger_settings(Namespace(trainer=Namespace(logger=False))) == ("logs", "default", None)
