@@ -145,7 +145,7 @@ def make_own() -> None:
                 (problem / name).write_text(own_files()[name].replace(old, new, 1))
             done = subprocess.run(_python(*command.split()[1:]), cwd=problem, capture_output=True, text=True)
             lines.append(f"$ {command}   # {said}: exit {done.returncode}")
-            lines.append(done.stderr.strip().splitlines()[-1])
+            lines.append(done.stderr.strip().splitlines()[-1].replace(str(problem), OWN_FOLDER))  # as the user's
             for name in changes:
                 (problem / name).write_text(own_files()[name])
     (FIGURES_DIR / "own_mistakes.txt").write_text("\n".join(lines) + "\n")
