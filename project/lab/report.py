@@ -249,6 +249,8 @@ def draw_claims(ax, entries: list[dict]) -> None:
     ax.axvspan(-1, 1, color="tab:green", alpha=0.08, linewidth=0)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=3)
+    low, high = ax.get_xlim()
+    ax.set_xlim(min(low, -1.5), max(high, 1.5))  # the band's both edges carry a tick, however one-sided the claims
     ax.set_yticks(range(count), [f"{_short(e['claim'].claim)} (n={len(e['seeds'])})" for e in reversed(entries)],
                   fontsize=7)
     ax.set_ylim(-0.7, count - 0.3)
