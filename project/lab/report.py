@@ -250,7 +250,10 @@ def draw_claims(ax, entries: list[dict]) -> None:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=3)
     low, high = ax.get_xlim()
-    ax.set_xlim(min(low, -1.5), max(high, 1.5))  # the band's both edges carry a tick, however one-sided the claims
+    low, high = min(low, -1.5), max(high, 1.5)  # the band's both edges carry a tick, however one-sided the claims
+    ticks = [t for t in (-1000, -300, -100, -30, -10, -3, -1, 0, 1, 3, 10, 30, 100, 300, 1000) if low <= t <= high]
+    ax.set_xlim(low, high)
+    ax.set_xticks(ticks, [f"{t:+g}" if t else "0" for t in ticks], fontsize=7)
     ax.set_yticks(range(count), [f"{_short(e['claim'].claim)} (n={len(e['seeds'])})" for e in reversed(entries)],
                   fontsize=7)
     ax.set_ylim(-0.7, count - 0.3)
