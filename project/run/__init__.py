@@ -9,6 +9,7 @@ resume, what TensorBoard and the terminal show, and what a run reports.
     net_settings.py a network's settings are its class's: help without the data's two, no carry-over
     checkpoints.py  atomic writes, last/interrupted checkpoints, random state, what a resume loads
     stopping.py     a signal to any rank of a DDP run stops every rank after the same batch
+    tensorboard.py  the run's logger: Lightning's TensorBoardLogger with its settings spelled out (start-up)
     monitor.py      TensorBoard views: histograms, gradient norms, pictures, the step-wise rate
     hparams.py      TensorBoard's HParams and Custom Scalars tabs
     progress.py     the terminal: a line per epoch or Rich's bar, why fit stopped, Lightning kept quiet

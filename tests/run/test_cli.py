@@ -20,7 +20,7 @@ def test_print_config_shows_every_part(capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     for expected in ("class_path: project.model.nn.ConvNet", "class_path: torch.optim.Adam", "dataset: digits",
-                     "penalty:", "EarlyStopping", "TensorBoardLogger", "test_after_fit: true"):
+                     "penalty:", "EarlyStopping", "project.run.tensorboard.TensorBoard", "test_after_fit: true"):
         assert expected in out
 
 
