@@ -54,6 +54,7 @@ TINY = Sizes(batch=16, warmup=2, steps=4, pipeline_images=256, epoch_images=512,
              repeats=1, stream_images=(300, 3_000), stream_train=512)
 
 SHAPE = (1, 28, 28)
+STARTUP_SHARE = 0.5  # seconds a command's start-up may add to importing Lightning (row 8)
 
 
 def fake_data(train_images: int, batch: int, augment: list | None = None) -> ImageDataModule:
@@ -217,8 +218,10 @@ def run(sizes: Sizes, out_dir: Path, echo=print, only_data: bool = False) -> dic
         add("5f. default digits run, without / with clean train eval (s per epoch)", per_epoch - clean, per_epoch,
             0.95, "s/epoch", f"ratio >= 0.95: train/acc_clean costs <= 5% ({1000 * clean:.1f} ms per epoch)")
         ours, lightning = startup(sizes.repeats)
-        add("8. start-up: import lightning.pytorch / project fit --help (s)", lightning, ours, 0.94, "s",
-            f"ratio >= 0.94: our share <= about 0.5 s ({ours - lightning:.2f} s here, over Lightning's {lightning:.1f} s)")
+        share = max(ours - lightning, 0.001)  # what the project adds to Lightning's import, whatever the machine
+        add("8. start-up: goal / our share of project fit --help (s)", STARTUP_SHARE, share, 1.0, "s",
+            f"ratio >= 1: our share <= {STARTUP_SHARE} s (project fit --help {ours:.2f} s, import lightning.pytorch "
+            f"{lightning:.2f} s)")
         reached = digits_time_to_accuracy(sizes, work)
         target = reached["seconds_to_target"]
         rows.append({"measure": "4. digits, default config: seconds to 98% val accuracy", "ours": target,
