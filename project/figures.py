@@ -139,15 +139,15 @@ def make_own() -> None:
         minutes = (time.perf_counter() - started) / 60
         shutil.copy(problem / "logs" / "compare" / "mine" / "conclusions.md", FIGURES_DIR / "own_conclusions.md")
         shutil.copy(problem / "logs" / "compare" / "mine" / "report.png", FIGURES_DIR / "own_report.png")
-        lines = [f"$ {command}   # {minutes:.1f} minutes, as the page's files are"]
+        lines, files = [f"$ {command}   # {minutes:.1f} minutes, as the page's files are"], own_files()
         for said, changes in OWN_MISTAKES:
             for name, (old, new) in changes.items():
-                (problem / name).write_text(own_files()[name].replace(old, new, 1))
+                (problem / name).write_text(files[name].replace(old, new, 1))
             done = subprocess.run(_python(*command.split()[1:]), cwd=problem, capture_output=True, text=True)
             lines.append(f"$ {command}   # {said}: exit {done.returncode}")
             lines.append(done.stderr.strip().splitlines()[-1].replace(str(problem), OWN_FOLDER))  # as the user's
             for name in changes:
-                (problem / name).write_text(own_files()[name])
+                (problem / name).write_text(files[name])
     (FIGURES_DIR / "own_mistakes.txt").write_text("\n".join(lines) + "\n")
 
 

@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 
+from project.lab.stats import mean_sd
+
 EFFECT, NO_EFFECT, UNDECIDED = "effect", "no effect", "undecided"
 DIRECTIONS = {"lower": -1, "higher": 1}
 POWER = 0.8  # the power at which an undecided claim's detectable difference is stated
@@ -102,13 +104,6 @@ def nominal(level: float, looks: tuple[int, ...], two_sided: bool = False, n: in
     return low * weight(n or looks[-1], looks)
 
 
-def _stats(differences: list[float]) -> tuple[int, float, float]:
-    n = len(differences)
-    mean = sum(differences) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / (n - 1)) if n > 1 else math.nan
-    return n, mean, sd
-
-
 def _sf(stat: float, df: int) -> float:
     from scipy.stats import t
 
@@ -119,7 +114,7 @@ def test(differences: list[float], expect: str, margin: float, looks: tuple[int,
     """Both hypotheses of one claim on these differences: their nominal p-values (``p``) and sequential
     p-values (``P``) for the plan's ``looks``, keyed ``effect`` (the one whose rejection says there is
     an effect) and ``no effect``; with the estimate, spread and number of seeds."""
-    n, mean, sd = _stats(differences) if differences else (0, math.nan, math.nan)
+    n, mean, sd = mean_sd(differences)
     entry = {"n": n, "estimate": mean, "sd": sd, "p": {EFFECT: 1.0, NO_EFFECT: 1.0}, "P": {EFFECT: 1.0, NO_EFFECT: 1.0}}
     if n < 2:
         return entry

@@ -24,17 +24,21 @@ MARKED = ("test_acc", "gap")  # compared with the baseline, seed by seed
 ALPHA = 0.05
 
 
+def mean_sd(values: list[float]) -> tuple[int, float, float]:
+    """Count, mean and sample standard deviation (nan where there are too few values for them)."""
+    n = len(values)
+    mean = sum(values) / n if n else math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+    return n, mean, sd
+
+
 def mean_std_ci(values: list[float]) -> tuple[float, float, float]:
     """Mean, sample standard deviation and the half-width of the 95% t-interval of the mean."""
     from scipy.stats import t
 
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan, math.nan
-    mean = sum(values) / n
-    if n == 1:
-        return mean, 0.0, math.nan
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    n, mean, std = mean_sd(values)
+    if n < 2:
+        return mean, (0.0 if n == 1 else math.nan), math.nan
     return mean, std, float(t.ppf(0.975, n - 1)) * std / math.sqrt(n)
 
 
